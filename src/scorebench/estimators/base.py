@@ -1,0 +1,104 @@
+"""Score models and the estimator contract.
+
+An :class:`Estimator` is configured by its constructor (like a scikit-learn estimator) and
+turned into a :class:`ScoreModel` by ``fit(data, process, generator)``.  A score model maps a
+batch ``x`` of shape ``(n, d)`` and a time ``t`` (a float shared by the batch, or one time per
+row) to an estimate of ``grad log p_t(x)``, and counts its evaluations so that samplers can
+report their number of function evaluations (NFE).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from ..registry import Registry
+from ..targets.base import Target, check_points
+
+if TYPE_CHECKING:
+    from ..processes import ForwardProcess, Time
+
+ESTIMATORS: Registry[Estimator] = Registry("estimator", "scorebench.estimators")
+
+
+class ScoreModel(ABC):
+    """A batched, device-aware estimate ``(x, t) -> grad log p_t(x)`` that counts its calls.
+
+    ``calls`` counts batched evaluations, ``evaluations`` counts rows (particles).
+    """
+
+    def __init__(self, dim: int, process: ForwardProcess) -> None:
+        self.dim = dim
+        self.process = process
+        self.calls = 0
+        self.evaluations = 0
+
+    def __call__(self, x: Tensor, t: Time) -> Tensor:
+        check_points(x, self.dim)
+        t_tensor = torch.as_tensor(t, dtype=torch.float64)
+        if t_tensor.ndim > 1 or (t_tensor.ndim == 1 and t_tensor.shape[0] != x.shape[0]):
+            raise ValueError(
+                f"t must be a scalar or have shape ({x.shape[0]},) to match x, got {tuple(t_tensor.shape)}"
+            )
+        self.process.check_time(t_tensor.detach().cpu())
+        self.calls += 1
+        self.evaluations += x.shape[0]
+        return self.score(x, t)
+
+    @abstractmethod
+    def score(self, x: Tensor, t: Time) -> Tensor:
+        """The estimate, shape ``(n, d)``, dtype and device of ``x`` (inputs already checked)."""
+
+    def reset_counts(self) -> None:
+        self.calls = 0
+        self.evaluations = 0
+
+
+class Estimator(ABC):
+    """Builds a :class:`ScoreModel` from data.
+
+    ``data`` is either a :class:`~scorebench.targets.Target` (estimators that need the exact
+    law, such as ``oracle``, require this; learned ones draw their training set from it) or
+    a tensor of training samples of shape ``(n, d)``.
+    """
+
+    registered_name: ClassVar[str] = ""
+    #: the fitted model is affine in x whenever the target is Gaussian (exact laws apply)
+    preserves_affinity: ClassVar[bool] = False
+
+    @property
+    def name(self) -> str:
+        return self.registered_name or type(self).__name__.lower()
+
+    @abstractmethod
+    def fit(
+        self,
+        data: Target | Tensor,
+        process: ForwardProcess,
+        generator: torch.Generator | None = None,
+    ) -> ScoreModel:
+        """Return a fitted score model."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "name")
+        return f"{type(self).__name__}({args})"
+
+
+def require_exact_target(data: Target | Tensor, estimator: str) -> Target:
+    """The ``data`` argument as a target with closed-form marginals, or a clear error."""
+    if not isinstance(data, Target):
+        raise ValueError(
+            f"estimator {estimator!r} needs the target itself (a Target), not training samples"
+        )
+    if not data.has_marginals:
+        raise ValueError(
+            f"estimator {estimator!r} needs exact scores, which target {data.name!r} does not have; "
+            "use it with gaussian, gaussian_unknown_mean or gmm"
+        )
+    return data

@@ -1,0 +1,141 @@
+r"""Exact and controlled-error scores for targets with closed-form marginals.
+
+``oracle`` returns the exact ``grad log p_t`` (science.md F.2), so a sampler run with it
+shows pure discretisation and initialisation error.  ``noisy_oracle`` adds a perturbation
+``e(x, t)`` with ``||e(x, t)|| = eps`` at every point, hence an L2 score error of exactly
+``eps`` under any law of ``x``; a sampler's sensitivity to score error is then measured
+directly (the L2 score-error assumption of Bruno et al. 2023 and Pedrotti et al. 2024).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from ..targets.base import Target
+from .base import ESTIMATORS, Estimator, ScoreModel, require_exact_target
+
+if TYPE_CHECKING:
+    from ..processes import ForwardProcess, Time
+
+
+def exact_score(target: Target, process: ForwardProcess, x: Tensor, t: Time) -> Tensor:
+    """``grad log p_t(x)``; ``t`` a scalar or one time per row (grouped by distinct value)."""
+    tt = torch.as_tensor(t, dtype=torch.float64)
+    if tt.ndim == 0:
+        return target.marginal(process, float(tt)).score(x)
+    out = torch.empty_like(x)
+    times, inverse = torch.unique(tt.cpu(), return_inverse=True)
+    inverse = inverse.to(x.device)
+    for j, tj in enumerate(times.tolist()):
+        rows = inverse == j
+        out[rows] = target.marginal(process, tj).score(x[rows])
+    return out
+
+
+class OracleScore(ScoreModel):
+    """The exact score of the diffused target."""
+
+    def __init__(self, target: Target, process: ForwardProcess) -> None:
+        super().__init__(target.dim, process)
+        self.target = target
+
+    def score(self, x: Tensor, t: Time) -> Tensor:
+        return exact_score(self.target, self.process, x, t)
+
+
+@ESTIMATORS.register("oracle")
+class Oracle(Estimator):
+    """Exact score ``grad log p_t`` of a Gaussian or Gaussian-mixture target (no fitting)."""
+
+    preserves_affinity = True
+
+    def fit(
+        self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator | None = None
+    ) -> OracleScore:
+        return OracleScore(require_exact_target(data, "oracle"), process)
+
+
+NOISE_KINDS = ("fourier", "bias")
+
+
+class NoisyOracleScore(OracleScore):
+    """Exact score plus a perturbation of pointwise norm ``eps``."""
+
+    def __init__(
+        self, target: Target, process: ForwardProcess, eps: float, kind: str,
+        n_features: int, bandwidth: float, seed: int,
+    ) -> None:
+        super().__init__(target, process)
+        self.eps, self.kind, self.bandwidth = eps, kind, bandwidth
+        g = torch.Generator().manual_seed(int(seed))
+        d = target.dim
+        if kind == "bias":
+            u = torch.randn(d, generator=g, dtype=torch.float64)
+            self._direction = u / u.norm()
+        else:
+            self._W = torch.randn((d, n_features), generator=g, dtype=torch.float64)
+            self._omega = torch.randn(n_features, generator=g, dtype=torch.float64)
+            self._phase = 2 * math.pi * torch.rand(n_features, generator=g, dtype=torch.float64)
+            self._A = torch.randn((n_features, d), generator=g, dtype=torch.float64)
+
+    def perturbation(self, x: Tensor, t: Time) -> Tensor:
+        """``e(x, t)``, of norm ``eps`` in every row."""
+        if self.kind == "bias":
+            return (self.eps * self._direction).to(x).expand_as(x)
+        tt = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+        tt = tt[:, None] if tt.ndim == 1 else tt
+        feats = torch.cos(x @ self._W.to(x) / self.bandwidth + tt * self._omega.to(x) + self._phase.to(x))
+        v = feats @ self._A.to(x)
+        return self.eps * v / v.norm(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+
+    def score(self, x: Tensor, t: Time) -> Tensor:
+        return super().score(x, t) + self.perturbation(x, t)
+
+
+@ESTIMATORS.register("noisy_oracle")
+class NoisyOracle(Estimator):
+    r"""Exact score plus a deterministic perturbation of L2 size ``eps``.
+
+    kind
+        ``fourier`` (default): ``e = eps * v / ||v||`` with ``v(x, t) = A^T cos(W^T x / bandwidth
+        + omega t + b)``, a smooth random direction field of ``n_features`` random Fourier
+        features drawn from ``seed``.  ``bias``: a constant vector ``eps * u`` (``u`` a random
+        unit vector); it keeps the score affine, so Gaussian exact laws still apply.
+    """
+
+    def __init__(
+        self, eps: float = 0.1, kind: str = "fourier", n_features: int = 64,
+        bandwidth: float = 1.0, seed: int = 0,
+    ) -> None:
+        if not (isinstance(eps, int | float) and math.isfinite(eps) and eps >= 0):
+            raise ValueError(f"noisy_oracle: eps must be a non-negative number, got {eps!r}")
+        if kind not in NOISE_KINDS:
+            raise ValueError(f"noisy_oracle: unknown kind {kind!r}; allowed: {', '.join(NOISE_KINDS)}")
+        if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
+            raise ValueError(f"noisy_oracle: n_features must be a positive integer, got {n_features!r}")
+        if not bandwidth > 0:
+            raise ValueError(f"noisy_oracle: bandwidth must be positive, got {bandwidth!r}")
+        self.eps, self.kind = float(eps), kind
+        self.n_features, self.bandwidth, self.seed = n_features, float(bandwidth), int(seed)
+
+    @property
+    def preserves_affinity(self) -> bool:  # type: ignore[override]
+        return self.kind == "bias"
+
+    def fit(
+        self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator | None = None
+    ) -> NoisyOracleScore:
+        target = require_exact_target(data, "noisy_oracle")
+        return NoisyOracleScore(
+            target, process, self.eps, self.kind, self.n_features, self.bandwidth, self.seed
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "eps": self.eps, "kind": self.kind,
+            "n_features": self.n_features, "bandwidth": self.bandwidth, "seed": self.seed,
+        }

@@ -1,0 +1,147 @@
+"""Name registries: how suites, the command line and plugins reach every component.
+
+A :class:`Registry` maps a stable string name (the ID written in result tables) to a
+class or factory.  Built-ins register with a decorator, in the style of score_sde's
+``register_predictor``; outside packages register through an entry-point group
+(``scorebench.samplers``, ``scorebench.targets``, ...), loaded the first time a name
+is looked up.  Every user mistake -- an unknown name, an unknown or missing parameter --
+is reported as one :class:`ValueError` that lists what is allowed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+_EMPTY = inspect.Parameter.empty
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """One constructor parameter of a registered component."""
+
+    name: str
+    default: Any  # ``inspect.Parameter.empty`` when required
+    annotation: str
+
+    @property
+    def required(self) -> bool:
+        return self.default is _EMPTY
+
+    def __str__(self) -> str:
+        ann = f": {self.annotation}" if self.annotation else ""
+        return f"{self.name}{ann}" + ("" if self.required else f" = {self.default!r}")
+
+
+class Registry(Generic[T]):
+    """A named collection of factories of one kind (targets, samplers, ...).
+
+    Parameters
+    ----------
+    kind:
+        Singular noun used in messages, e.g. ``"sampler"``.
+    entry_point_group:
+        Entry-point group scanned for plugins, e.g. ``"scorebench.samplers"``.
+    """
+
+    def __init__(self, kind: str, entry_point_group: str | None = None) -> None:
+        self.kind = kind
+        self.entry_point_group = entry_point_group
+        self._factories: dict[str, Callable[..., T]] = {}
+        self._plugins_loaded = False
+
+    # -- registration -----------------------------------------------------------------
+    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator registering ``factory`` under ``name``; the name must be new."""
+
+        def deco(factory: Callable[..., T]) -> Callable[..., T]:
+            self.add(name, factory)
+            return factory
+
+        return deco
+
+    def add(self, name: str, factory: Callable[..., T]) -> None:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"{self.kind} name must be an identifier-like string, got {name!r}")
+        if name in self._factories and self._factories[name] is not factory:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        self._factories[name] = factory
+        if isinstance(factory, type):
+            # Classes learn the name they are registered under (written to result tables).
+            factory.registered_name = name  # type: ignore[attr-defined]
+
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded or self.entry_point_group is None:
+            return
+        self._plugins_loaded = True
+        for ep in entry_points(group=self.entry_point_group):
+            if ep.name in self._factories:
+                continue
+            try:
+                self.add(ep.name, ep.load())
+            except Exception as exc:  # a broken plugin must not break the built-ins
+                warnings.warn(
+                    f"could not load {self.kind} plugin {ep.name!r} from entry point "
+                    f"{ep.value!r} (group {self.entry_point_group}): {exc!r}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+
+    # -- lookup -----------------------------------------------------------------------
+    def names(self) -> list[str]:
+        """Sorted registered names, plugins included."""
+        self._load_plugins()
+        return sorted(self._factories)
+
+    def __contains__(self, name: object) -> bool:
+        self._load_plugins()
+        return name in self._factories
+
+    def factory(self, name: str) -> Callable[..., T]:
+        self._load_plugins()
+        try:
+            return self._factories[name]
+        except (KeyError, TypeError):
+            raise ValueError(
+                f"unknown {self.kind} {name!r}; allowed: {', '.join(self.names())}"
+            ) from None
+
+    def params(self, name: str) -> list[ParamInfo]:
+        """Constructor parameters of ``name`` with their defaults."""
+        sig = inspect.signature(self.factory(name))
+        out = []
+        for p in sig.parameters.values():
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            ann = p.annotation
+            ann_s = "" if ann is _EMPTY else (ann if isinstance(ann, str) else getattr(ann, "__name__", str(ann)))
+            out.append(ParamInfo(p.name, p.default, ann_s))
+        return out
+
+    def build(self, name: str, /, **params: Any) -> T:
+        """Instantiate ``name`` with keyword ``params``, checking names before calling."""
+        factory = self.factory(name)
+        known = self.params(name)
+        allowed = {p.name for p in known}
+        accepts_any = any(
+            p.kind == p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values()
+        )
+        unknown = sorted(set(params) - allowed)
+        if unknown and not accepts_any:
+            raise ValueError(
+                f"{self.kind} {name!r}: unknown parameter(s) {', '.join(map(repr, unknown))}; "
+                f"allowed: {', '.join(map(str, known)) or '(none)'}"
+            )
+        missing = [p.name for p in known if p.required and p.name not in params]
+        if missing:
+            raise ValueError(
+                f"{self.kind} {name!r}: missing required parameter(s) {', '.join(missing)}; "
+                f"signature: {', '.join(map(str, known))}"
+            )
+        return factory(**params)

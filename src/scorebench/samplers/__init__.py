@@ -1,0 +1,21 @@
+"""Reverse-time samplers, registered by name in :data:`SAMPLERS`."""
+
+from .base import SAMPLERS, SampleResult, Sampler
+from .ddpm import DDPM
+from .euler_maruyama import EulerMaruyama
+from .exponential_integrator import ExponentialIntegrator
+from .noise import NoiseSource
+from .pc import PredictorCorrector
+from .pf_ode import ProbabilityFlowODE
+
+__all__ = [
+    "DDPM",
+    "SAMPLERS",
+    "EulerMaruyama",
+    "ExponentialIntegrator",
+    "NoiseSource",
+    "PredictorCorrector",
+    "ProbabilityFlowODE",
+    "SampleResult",
+    "Sampler",
+]

@@ -1,0 +1,174 @@
+"""The sampler contract: explicit-noise steps driven over a decreasing time grid.
+
+A sampler is a small class whose :meth:`Sampler.step` maps the particles at time ``t`` to
+time ``t_next < t`` given the score model, the process and the step's standard normal
+noise, passed in explicitly with shape ``(n, noise_per_step, d)``.  :meth:`Sampler.sample`
+draws the initial state and the noise from a :class:`~scorebench.samplers.noise.NoiseSource`
+and runs the steps, in chunks of particles if asked.  Because noise enters as an argument,
+a step whose score is affine in ``x`` is an affine map ``x' = A x + c + B z``, and
+:mod:`scorebench.exact` propagates Gaussian laws through it with no sampling noise.
+
+Registering a new sampler::
+
+    @SAMPLERS.register("my_sampler")
+    class MySampler(Sampler):
+        noise_per_step = 1
+        def step(self, score, process, x, t, t_next, noise):
+            ...
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from ..processes import check_grid, time_grid
+from ..registry import Registry
+from ..targets.base import check_count, check_points
+from .noise import NoiseSource
+
+if TYPE_CHECKING:
+    from ..estimators.base import ScoreModel
+    from ..processes import ForwardProcess
+
+SAMPLERS: Registry[Sampler] = Registry("sampler", "scorebench.samplers")
+
+
+@dataclass
+class SampleResult:
+    """Output of :meth:`Sampler.sample`.
+
+    ``nfe`` is the number of score evaluations per particle trajectory.
+    """
+
+    samples: Tensor
+    nfe: int
+    steps: int
+    grid: Tensor
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Sampler(ABC):
+    """A reverse-time sampler driven by explicit noise.
+
+    Subclasses set ``noise_per_step`` (standard normal ``d``-vectors drawn per particle per
+    step; the last one is the step's output noise, dropped on the final step when
+    ``noise_removal`` is on) and implement :meth:`step`.
+    """
+
+    registered_name: ClassVar[str] = ""
+    noise_per_step: int = 1
+    noise_removal: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.registered_name or type(self).__name__.lower()
+
+    @property
+    def affine(self) -> bool:
+        """Whether a step is affine in ``(x, noise)`` whenever the score is affine in ``x``."""
+        return True
+
+    @abstractmethod
+    def step(
+        self, score: ScoreModel, process: ForwardProcess, x: Tensor, t: float, t_next: float,
+        noise: Tensor | None,
+    ) -> Tensor:
+        """Move ``x`` (shape ``(n, d)``) from time ``t`` to ``t_next < t``.
+
+        ``noise`` has shape ``(n, noise_per_step, d)``, or is ``None`` when
+        ``noise_per_step == 0``.
+        """
+
+    # -- driver ----------------------------------------------------------------------
+    def resolve_grid(self, process: ForwardProcess, grid: Tensor | Sequence[float] | int) -> Tensor:
+        """An int means that many uniform steps; otherwise a validated decreasing grid."""
+        if isinstance(grid, int) and not isinstance(grid, bool):
+            return time_grid(process, grid)
+        if isinstance(grid, bool):
+            raise ValueError(f"steps must be a positive integer, got {grid!r}")
+        return check_grid(process, grid)
+
+    def step_noise(self, z: Tensor | None, is_last: bool) -> Tensor | None:
+        """The noise a step receives: ``z``, with the output slot zeroed on the last step
+        when ``noise_removal`` is on (score_sde's ``noise_removal``)."""
+        if z is None or not (is_last and self.noise_removal):
+            return z
+        z = z.clone()
+        z[:, -1] = 0
+        return z
+
+    def steps_of(self, grid: Tensor) -> Iterator[tuple[int, float, float, bool]]:
+        """``(index, t, t_next, is_last)`` for each step, index starting at 1."""
+        times = grid.tolist()
+        n = len(times) - 1
+        for i in range(n):
+            yield i + 1, times[i], times[i + 1], i == n - 1
+
+    def sample(
+        self,
+        score: ScoreModel,
+        process: ForwardProcess,
+        n: int,
+        grid: Tensor | Sequence[float] | int,
+        generator: torch.Generator,
+        *,
+        x_init: Tensor | None = None,
+        chunk_size: int | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> SampleResult:
+        """Draw ``n`` samples by running the reverse chain over ``grid``.
+
+        The initial state is ``x_init`` if given (shape ``(n, d)``, e.g. exact draws of
+        ``p_T``) and the prior ``N(0, prior_std^2 I)`` otherwise.  Particles run in chunks of
+        ``chunk_size`` (all at once by default); the result does not depend on the chunking.
+        Draws are made on ``generator.device``.
+        """
+        check_count(n)
+        if chunk_size is not None:
+            check_count(chunk_size, "chunk_size")
+        if not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        grid = self.resolve_grid(process, grid)
+        if abs(grid[0].item() - process.T) > 1e-9 * max(1.0, process.T) and x_init is None:
+            raise ValueError(
+                f"a grid starting below T={process.T} (at {grid[0].item()}) needs x_init: "
+                "the prior is only the law at T"
+            )
+        d = score.dim
+        if x_init is not None:
+            check_points(x_init, d, "x_init")
+            if x_init.shape[0] != n:
+                raise ValueError(f"x_init must have {n} rows, got {x_init.shape[0]}")
+            dtype = x_init.dtype
+        noise = NoiseSource.from_generator(generator, dtype)
+        chunk = n if chunk_size is None else chunk_size
+        m = self.noise_per_step
+        out = []
+        nfe = 0
+        for lo in range(0, n, chunk):
+            hi = min(lo + chunk, n)
+            if x_init is None:
+                x = process.prior_std * noise.normal(0, lo, hi, (d,))
+            else:
+                x = x_init[lo:hi].to(noise.device)
+            calls_before = score.calls
+            for i, t, t_next, is_last in self.steps_of(grid):
+                z = noise.normal(i, lo, hi, (m, d)) if m > 0 else None
+                x = self.step(score, process, x, t, t_next, self.step_noise(z, is_last))
+            if lo == 0:
+                nfe = score.calls - calls_before
+            out.append(x)
+        return SampleResult(torch.cat(out), nfe=nfe, steps=grid.numel() - 1, grid=grid)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "noise_removal": self.noise_removal}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "name")
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,53 @@
+"""Ancestral (DDPM) sampling for any linear forward process."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from torch import Tensor
+
+from .base import SAMPLERS, Sampler
+
+if TYPE_CHECKING:
+    from ..estimators.base import ScoreModel
+    from ..processes import ForwardProcess
+
+DDPM_VARIANCES = ("posterior", "upper")
+
+
+@SAMPLERS.register("ddpm")
+class DDPM(Sampler):
+    r"""Ancestral sampling (Ho et al. 2020; Song et al. 2021's ``AncestralSamplingPredictor``).
+
+    With the forward transition ``X_t = a X_{t'} + b Z`` (``a = alpha_t/alpha_{t'}``,
+    ``b^2 = sigma_t^2 - a^2 sigma_{t'}^2``), the Gaussian posterior
+    ``q(x_{t'} | x_t, x_0)`` with ``x_0`` replaced by its Tweedie estimate
+    ``(x + sigma_t^2 s)/alpha_t`` has mean ``(x + b^2 s(x, t)) / a``: for VP this is
+    ``(x + beta_i s)/sqrt(1 - beta_i)`` and for VE ``x + (sigma_i^2 - sigma_{i-1}^2) s``.
+
+    variance
+        ``posterior`` (default): ``sigma_{t'}^2 b^2 / sigma_t^2`` (Ho et al.'s
+        ``beta-tilde``; score_sde's choice for VE).  ``upper``: ``b^2`` (Ho et al.'s
+        ``sigma^2 = beta``; score_sde's choice for VP).
+    """
+
+    noise_per_step = 1
+
+    def __init__(self, variance: str = "posterior", noise_removal: bool = False) -> None:
+        if variance not in DDPM_VARIANCES:
+            raise ValueError(f"ddpm: unknown variance {variance!r}; allowed: {', '.join(DDPM_VARIANCES)}")
+        self.variance = variance
+        self.noise_removal = bool(noise_removal)
+
+    def step(
+        self, score: ScoreModel, process: ForwardProcess, x: Tensor, t: float, t_next: float,
+        noise: Tensor | None,
+    ) -> Tensor:
+        a, b2 = (float(v) for v in process.transition(t_next, t))
+        x_mean = (x + b2 * score(x, t)) / a
+        var = b2 if self.variance == "upper" else float(process.sigma2(t_next)) * b2 / float(process.sigma2(t))
+        return x_mean + math.sqrt(max(var, 0.0)) * noise[:, 0]
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "variance": self.variance}

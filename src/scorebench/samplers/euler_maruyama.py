@@ -1,0 +1,38 @@
+"""Euler--Maruyama discretisation of the reverse-time SDE."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from torch import Tensor
+
+from .base import SAMPLERS, Sampler
+
+if TYPE_CHECKING:
+    from ..estimators.base import ScoreModel
+    from ..processes import ForwardProcess
+
+
+@SAMPLERS.register("euler_maruyama")
+class EulerMaruyama(Sampler):
+    r"""Euler--Maruyama on the reverse SDE ``dY = [f Y - g^2 s(Y, t)] dt + g dW`` (Song et al. 2021).
+
+    One step from ``t`` to ``t' = t - h``:  ``x' = x - h (f(t) x - g(t)^2 s(x, t)) + g(t) sqrt(h) z``.
+    Weak order 1 (science.md F.4, H.1).  Works with every linear process.  ``noise_removal``
+    drops the noise of the final step (score_sde's default).
+    """
+
+    noise_per_step = 1
+
+    def __init__(self, noise_removal: bool = False) -> None:
+        self.noise_removal = bool(noise_removal)
+
+    def step(
+        self, score: ScoreModel, process: ForwardProcess, x: Tensor, t: float, t_next: float,
+        noise: Tensor | None,
+    ) -> Tensor:
+        h = t - t_next
+        f, g2 = float(process.f(t)), float(process.g2(t))
+        x_mean = x - h * (f * x - g2 * score(x, t))
+        return x_mean + math.sqrt(g2 * h) * noise[:, 0]

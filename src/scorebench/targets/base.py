@@ -1,0 +1,90 @@
+"""The target-distribution contract.
+
+A target carries its own ground truth, as Inference Gym's targets do: exact samples,
+its log-density where known and, for Gaussian and Gaussian-mixture targets, the exact law
+of every diffused marginal ``p_t`` (:meth:`Target.marginal`), from which the exact score
+``grad log p_t`` follows.  Targets without closed-form marginals only offer samples; only
+learned estimators run on them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..processes import ForwardProcess, Time
+    from .mixture import GaussianMixture
+
+TARGETS: Registry[Target] = Registry("target", "scorebench.targets")
+
+
+def check_points(x: Tensor, dim: int, what: str = "x") -> None:
+    """Raise ``ValueError`` unless ``x`` is a floating tensor of shape ``(n, dim)``."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{what} must be a torch.Tensor of shape (n, {dim}), got {type(x).__name__}")
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise ValueError(f"{what} must have shape (n, {dim}), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"{what} must be a floating-point tensor, got {x.dtype}")
+
+
+def check_count(n: Any, what: str = "n") -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{what} must be a positive integer, got {n!r}")
+    return n
+
+
+class Target(ABC):
+    """A distribution on ``R^dim`` that knows its own ground truth."""
+
+    registered_name: ClassVar[str] = ""
+    #: ``log_prob`` is available (exactly, normalised)
+    has_log_prob: ClassVar[bool] = True
+    #: ``marginal(process, t)`` is available in closed form (so is the exact score of p_t)
+    has_marginals: ClassVar[bool] = False
+
+    dim: int
+
+    @property
+    def name(self) -> str:
+        return self.registered_name or type(self).__name__.lower()
+
+    @abstractmethod
+    def sample(
+        self, n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32
+    ) -> Tensor:
+        """``n`` exact draws, shape ``(n, dim)``, on ``generator.device``."""
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """Normalised log-density at each row of ``x``; shape ``(n,)``."""
+        raise NotImplementedError(f"target {self.name!r} has no closed-form log-density")
+
+    def score(self, x: Tensor) -> Tensor:
+        """``grad log p(x)`` of the data law (autograd of :meth:`log_prob` unless overridden)."""
+        check_points(x, self.dim)
+        with torch.enable_grad():
+            xr = x.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.log_prob(xr).sum(), xr)
+        return grad
+
+    def marginal(self, process: ForwardProcess, t: Time) -> GaussianMixture:
+        """The exact law of ``X_t = alpha_t X_0 + sigma_t Z`` (only for Gaussian/GMM targets)."""
+        raise NotImplementedError(
+            f"target {self.name!r} has no closed-form diffused marginals; "
+            "use a learned score estimator with it (oracle scores need gaussian, "
+            "gaussian_unknown_mean or gmm)"
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters that identify this target (written to result provenance)."""
+        return {"name": self.name, "dim": self.dim}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "name")
+        return f"{type(self).__name__}({args})"
