@@ -287,13 +287,13 @@ class VE(ForwardProcess):
         return self.sigma_min**2 * torch.exp(2.0 * self._log_ratio * _as_time(t) / self.T)
 
     def log_alpha(self, t: Time) -> Tensor:
-        return torch.zeros_like(_as_time(t))
+        return 0.0 * _as_time(t)
 
     def sigma2(self, t: Time) -> Tensor:
         return self.sigma_min**2 * torch.expm1(2.0 * self._log_ratio * _as_time(t) / self.T)
 
     def f(self, t: Time) -> Tensor:
-        return torch.zeros_like(_as_time(t))
+        return 0.0 * _as_time(t)
 
     def g2(self, t: Time) -> Tensor:
         return 2.0 * self._log_ratio / self.T * self._sig_fun2(t)
