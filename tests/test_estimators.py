@@ -1,0 +1,101 @@
+"""Oracle and noisy-oracle scores."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import scorebench as sb
+
+from .conftest import exact_targets, gen
+
+TARGET = exact_targets()["gmm_full"]
+
+
+def test_oracle_is_the_exact_marginal_score(process: sb.ForwardProcess) -> None:
+    score = sb.get_estimator("oracle").fit(TARGET, process)
+    x = TARGET.sample(50, gen(0), dtype=torch.float64)
+    t = 0.5 * (process.T + process.t_min)
+    torch.testing.assert_close(score(x, t), TARGET.marginal(process, t).score(x), rtol=0, atol=0)
+    assert (score.calls, score.evaluations) == (1, 50)
+
+
+def test_oracle_with_one_time_per_row(process: sb.ForwardProcess) -> None:
+    score = sb.get_estimator("oracle").fit(TARGET, process)
+    x = TARGET.sample(60, gen(1), dtype=torch.float64)
+    times = torch.tensor([process.t_min, 0.5 * process.T, process.T], dtype=torch.float64)
+    t = times[torch.arange(60) % 3]
+    expected = torch.stack([TARGET.marginal(process, float(ti)).score(xi[None])[0] for xi, ti in zip(x, t, strict=True)])
+    torch.testing.assert_close(score(x, t), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["fourier", "bias"])
+def test_noisy_oracle_error_has_declared_l2_size(kind: str, process: sb.ForwardProcess) -> None:
+    eps = 0.37
+    noisy = sb.get_estimator("noisy_oracle", eps=eps, kind=kind, seed=4).fit(TARGET, process)
+    exact = sb.get_estimator("oracle").fit(TARGET, process)
+    for t in (process.t_min, 0.3 * process.T, process.T):
+        x = TARGET.marginal(process, t).sample(500, gen(2), dtype=torch.float64)
+        err = (noisy(x, t) - exact(x, t)).norm(dim=1)
+        torch.testing.assert_close(err, torch.full_like(err, eps), rtol=1e-10, atol=1e-12)
+
+
+def test_noisy_oracle_is_deterministic_given_seed() -> None:
+    vp = sb.get_process("vp")
+    x = TARGET.sample(100, gen(0), dtype=torch.float64)
+    a = sb.get_estimator("noisy_oracle", eps=0.2, seed=1).fit(TARGET, vp)(x, 0.4)
+    b = sb.get_estimator("noisy_oracle", eps=0.2, seed=1).fit(TARGET, vp)(x, 0.4)
+    c = sb.get_estimator("noisy_oracle", eps=0.2, seed=2).fit(TARGET, vp)(x, 0.4)
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_fourier_perturbation_varies_smoothly_in_x_and_t() -> None:
+    vp = sb.get_process("vp")
+    model = sb.get_estimator("noisy_oracle", eps=1.0, seed=0).fit(TARGET, vp)
+    x = TARGET.sample(200, gen(0), dtype=torch.float64)
+    e0 = model.perturbation(x, 0.4)
+    assert (e0 - model.perturbation(x + 1e-6, 0.4)).norm(dim=1).max() < 1e-3
+    assert (e0 - model.perturbation(x, 0.9)).norm(dim=1).mean() > 0.05  # it does depend on t
+    assert (e0 - e0.mean(0)).norm(dim=1).mean() > 0.1  # and on x: not a constant bias
+
+
+def test_zero_eps_is_the_oracle() -> None:
+    vp = sb.get_process("vp")
+    x = TARGET.sample(20, gen(0), dtype=torch.float64)
+    noisy = sb.get_estimator("noisy_oracle", eps=0.0).fit(TARGET, vp)
+    torch.testing.assert_close(noisy(x, 0.5), TARGET.marginal(vp, 0.5).score(x))
+
+
+@pytest.mark.parametrize("name", ["oracle", "noisy_oracle"])
+def test_oracles_need_an_exact_target(name: str) -> None:
+    est = sb.get_estimator(name)
+    with pytest.raises(ValueError, match="needs exact scores.*funnel"):
+        est.fit(sb.get_target("funnel"), sb.get_process("vp"))
+    with pytest.raises(ValueError, match="needs the target itself"):
+        est.fit(torch.zeros(10, 2), sb.get_process("vp"))
+
+
+def test_score_model_rejects_bad_input() -> None:
+    vp = sb.get_process("vp")
+    score = sb.get_estimator("oracle").fit(TARGET, vp)
+    with pytest.raises(ValueError, match=r"shape \(n, 3\)"):
+        score(torch.zeros(4, 2), 0.5)
+    with pytest.raises(ValueError, match=r"outside \[t_min, T\]"):
+        score(torch.zeros(4, 3), 2.0)
+    with pytest.raises(ValueError, match=r"t must be a scalar or have shape \(4,\)"):
+        score(torch.zeros(4, 3), torch.full((5,), 0.5))
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"eps": -1.0}, "eps must be a non-negative number"),
+        ({"kind": "gaussian"}, "allowed: fourier, bias"),
+        ({"n_features": 0}, "n_features must be a positive integer"),
+        ({"bandwidth": 0.0}, "bandwidth must be positive"),
+    ],
+)
+def test_bad_noisy_oracle_parameters(params: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        sb.get_estimator("noisy_oracle", **params)
