@@ -25,7 +25,9 @@ def test_oracle_with_one_time_per_row(process: sb.ForwardProcess) -> None:
     x = TARGET.sample(60, gen(1), dtype=torch.float64)
     times = torch.tensor([process.t_min, 0.5 * process.T, process.T], dtype=torch.float64)
     t = times[torch.arange(60) % 3]
-    expected = torch.stack([TARGET.marginal(process, float(ti)).score(xi[None])[0] for xi, ti in zip(x, t, strict=True)])
+    expected = torch.stack(
+        [TARGET.marginal(process, float(ti)).score(xi[None])[0] for xi, ti in zip(x, t, strict=True)]
+    )
     torch.testing.assert_close(score(x, t), expected, rtol=1e-12, atol=1e-12)
 
 
@@ -70,7 +72,7 @@ def test_zero_eps_is_the_oracle() -> None:
 @pytest.mark.parametrize("name", ["oracle", "noisy_oracle"])
 def test_oracles_need_an_exact_target(name: str) -> None:
     est = sb.get_estimator(name)
-    with pytest.raises(ValueError, match="needs exact scores.*funnel"):
+    with pytest.raises(ValueError, match=r"needs exact scores.*funnel"):
         est.fit(sb.get_target("funnel"), sb.get_process("vp"))
     with pytest.raises(ValueError, match="needs the target itself"):
         est.fit(torch.zeros(10, 2), sb.get_process("vp"))

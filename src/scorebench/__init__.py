@@ -21,7 +21,7 @@ from typing import Any
 from .estimators import ESTIMATORS, Estimator, ScoreModel
 from .exact import GaussianLaw, exact_output_law, gaussian_kl, gaussian_w2
 from .processes import PROCESSES, ForwardProcess, time_grid
-from .samplers import SAMPLERS, SampleResult, Sampler
+from .samplers import SAMPLERS, Sampler, SampleResult
 from .targets import TARGETS, Target
 
 __version__ = "0.1.0"

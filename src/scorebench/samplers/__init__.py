@@ -1,6 +1,6 @@
 """Reverse-time samplers, registered by name in :data:`SAMPLERS`."""
 
-from .base import SAMPLERS, SampleResult, Sampler
+from .base import SAMPLERS, Sampler, SampleResult
 from .ddpm import DDPM
 from .euler_maruyama import EulerMaruyama
 from .exponential_integrator import ExponentialIntegrator

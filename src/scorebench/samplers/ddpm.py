@@ -34,7 +34,7 @@ class DDPM(Sampler):
 
     noise_per_step = 1
 
-    def __init__(self, variance: str = "posterior", noise_removal: bool = False) -> None:
+    def __init__(self, variance: str = "upper", noise_removal: bool = False) -> None:
         if variance not in DDPM_VARIANCES:
             raise ValueError(f"ddpm: unknown variance {variance!r}; allowed: {', '.join(DDPM_VARIANCES)}")
         self.variance = variance
