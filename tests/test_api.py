@@ -123,3 +123,15 @@ def test_cuda_when_present() -> None:
     score = sb.get_estimator("oracle").fit(sb.get_target("gmm", preset="gmm40"), process)
     out = sb.get_sampler("pf_ode").sample(score, process, 64, 4, torch.Generator(device).manual_seed(0))
     assert out.samples.device.type == device
+
+
+def test_device_resolution() -> None:
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert sb.resolve_device("auto").type == expected
+    assert sb.resolve_device("cpu") == torch.device("cpu")
+    assert sb.make_generator(3, "cpu").initial_seed() == 3
+    with pytest.raises(ValueError, match="allowed: auto, cpu, cuda, cuda:N"):
+        sb.resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            sb.resolve_device("cuda")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .device import make_generator, resolve_device
 from .estimators import ESTIMATORS, Estimator, ScoreModel
 from .exact import GaussianLaw, exact_output_law, gaussian_kl, gaussian_w2
 from .processes import PROCESSES, ForwardProcess, time_grid
@@ -87,5 +88,7 @@ __all__ = [
     "list_processes",
     "list_samplers",
     "list_targets",
+    "make_generator",
+    "resolve_device",
     "time_grid",
 ]
