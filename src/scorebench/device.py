@@ -21,7 +21,9 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
         raise ValueError(f"unknown device {spec!r}; allowed: auto, cpu, cuda, cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {spec!r} requested but CUDA is not available on this machine; use 'cpu' or 'auto'")
+            raise ValueError(
+                f"device {spec!r} requested but CUDA is not available on this machine; use 'cpu' or 'auto'"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(f"device {spec!r}: only {torch.cuda.device_count()} CUDA device(s) present")
     elif device.type != "cpu":
