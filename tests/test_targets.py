@@ -215,3 +215,28 @@ def test_wrong_shapes_and_times() -> None:
         g.marginal(sb.get_process("vp"), 1.5)
     with pytest.raises(ValueError, match="n must be a positive integer"):
         g.sample(0, gen(0))
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [("funnel", {"dim": 4, "scale": 1.0}), ("circle", {"dim": 4, "rotation_seed": 2}), ("student_t", {"df": 6}),
+     ("gmm", {"preset": "ring8"})],
+)
+def test_moments_match_samples(name: str, params: dict) -> None:
+    """Exact moments against the sample moments (z-test with empirical fourth-moment SEs)."""
+    target = sb.get_target(name, **params)
+    mean, cov = target.moments()
+    n = 200_000
+    x = target.sample(n, gen(0), dtype=torch.float64)
+    assert ((x.mean(0) - mean) / (cov.diagonal() / n).sqrt()).abs().max() < 5
+    centred = x - mean
+    products = centred[:, :, None] * centred[:, None, :]
+    se = products.std(0) / math.sqrt(n)
+    ok = se > 0
+    assert ((products.mean(0) - cov)[ok] / se[ok]).abs().max() < 5
+    torch.testing.assert_close(products.mean(0)[~ok], cov[~ok], rtol=0, atol=1e-12)
+
+
+def test_heavy_tailed_student_t_has_no_covariance() -> None:
+    with pytest.raises(NotImplementedError, match="df > 2"):
+        sb.get_target("student_t", df=2).moments()

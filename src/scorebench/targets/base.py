@@ -73,6 +73,10 @@ class Target(ABC):
             (grad,) = torch.autograd.grad(self.log_prob(xr).sum(), xr)
         return grad
 
+    def moments(self) -> tuple[Tensor, Tensor]:
+        """Exact ``(mean, covariance)`` in float64, where they exist and are known."""
+        raise NotImplementedError(f"target {self.name!r} has no known finite mean and covariance")
+
     def marginal(self, process: ForwardProcess, t: Time) -> GaussianMixture:
         """The exact law of ``X_t = alpha_t X_0 + sigma_t Z`` (only for Gaussian/GMM targets)."""
         raise NotImplementedError(

@@ -135,6 +135,9 @@ class GaussianMixture(Target):
         within = torch.einsum("k,kij->ij", self.weights, self.component_covariances())
         return within + between
 
+    def moments(self) -> tuple[Tensor, Tensor]:
+        return self.mean(), self.covariance()
+
     def marginal(self, process: ForwardProcess, t: Time) -> GaussianMixture:
         """Exact law of ``alpha_t X_0 + sigma_t Z``: means ``alpha mu_k``, eigenvalues ``alpha^2 lambda + sigma^2``."""
         process.check_time(t)

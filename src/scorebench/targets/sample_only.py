@@ -45,6 +45,12 @@ class Funnel(Target):
         lp_x = -0.5 * (rest**2).sum(1) * torch.exp(-v) - 0.5 * k * v - 0.5 * k * math.log(2 * math.pi)
         return lp_v + lp_x
 
+    def moments(self) -> tuple[Tensor, Tensor]:
+        """Mean 0; ``Var v = scale^2`` and ``Var x_i = E e^v = exp(scale^2 / 2)``."""
+        var = torch.full((self.dim,), math.exp(0.5 * self.scale**2), dtype=torch.float64)
+        var[0] = self.scale**2
+        return torch.zeros(self.dim, dtype=torch.float64), torch.diag(var)
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "dim": self.dim, "scale": self.scale}
 
@@ -80,6 +86,11 @@ class Circle(Target):
         else:
             x = plane @ self._frame.to(dev).T
         return x.to(dtype)
+
+    def moments(self) -> tuple[Tensor, Tensor]:
+        """Mean 0; covariance ``radius^2 / 2`` on the circle's plane."""
+        frame = torch.eye(self.dim, dtype=torch.float64)[:, :2] if self._frame is None else self._frame
+        return torch.zeros(self.dim, dtype=torch.float64), 0.5 * self.radius**2 * frame @ frame.T
 
     def log_prob(self, x: Tensor) -> Tensor:
         raise NotImplementedError(
@@ -124,6 +135,13 @@ class StudentT(Target):
             - 0.5 * d * math.log(nu * math.pi) - d * math.log(self.scale)
         )
         return const - 0.5 * (nu + d) * torch.log1p(r2 / nu)
+
+    def moments(self) -> tuple[Tensor, Tensor]:
+        """Mean 0 (df > 1); covariance ``df / (df - 2) scale^2 I`` (df > 2)."""
+        if self.df <= 2:
+            raise NotImplementedError(f"student_t with df={self.df} has no finite covariance (needs df > 2)")
+        eye = torch.eye(self.dim, dtype=torch.float64)
+        return torch.zeros(self.dim, dtype=torch.float64), self.df / (self.df - 2) * self.scale**2 * eye
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "dim": self.dim, "df": self.df, "scale": self.scale}
