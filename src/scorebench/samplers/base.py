@@ -20,7 +20,7 @@ Registering a new sampler::
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -121,13 +121,16 @@ class Sampler(ABC):
         x_init: Tensor | None = None,
         chunk_size: int | None = None,
         dtype: torch.dtype = torch.float32,
+        callback: Callable[[int, float, Tensor, int], None] | None = None,
     ) -> SampleResult:
         """Draw ``n`` samples by running the reverse chain over ``grid``.
 
         The initial state is ``x_init`` if given (shape ``(n, d)``, e.g. exact draws of
         ``p_T``) and the prior ``N(0, prior_std^2 I)`` otherwise.  Particles run in chunks of
         ``chunk_size`` (all at once by default); the result does not depend on the chunking.
-        Draws are made on ``generator.device``.
+        Draws are made on ``generator.device``.  ``callback(step, t_next, x, start)``, if
+        given, sees each chunk's particles after every step (``start`` is the index of the
+        chunk's first particle).
         """
         check_count(n)
         if chunk_size is not None:
@@ -161,6 +164,8 @@ class Sampler(ABC):
             for i, t, t_next, is_last in self.steps_of(grid):
                 z = noise.normal(i, lo, hi, (m, d)) if m > 0 else None
                 x = self.step(score, process, x, t, t_next, self.step_noise(z, is_last))
+                if callback is not None:
+                    callback(i, t_next, x, lo)
             if lo == 0:
                 nfe = score.calls - calls_before
             out.append(x)

@@ -1,0 +1,31 @@
+"""Metrics, registered by name in :data:`METRICS`."""
+
+from .base import METRIC_KINDS, METRICS, ExactMetric, Metric, MomentMetric, SampleMetric, ScoreMetric
+from .exact_law import ExactKL, ExactW2
+from .kernel import MMD, EnergyDistance
+from .moments import BuresW2, CovError, MeanError, empirical_moments
+from .score import ScoreMSE, TrajectoryScoreMSE
+from .transport import W2, SinkhornDivergence, SlicedW2
+
+__all__ = [
+    "METRICS",
+    "METRIC_KINDS",
+    "MMD",
+    "W2",
+    "BuresW2",
+    "CovError",
+    "EnergyDistance",
+    "ExactKL",
+    "ExactMetric",
+    "ExactW2",
+    "MeanError",
+    "Metric",
+    "MomentMetric",
+    "SampleMetric",
+    "ScoreMSE",
+    "ScoreMetric",
+    "SinkhornDivergence",
+    "SlicedW2",
+    "TrajectoryScoreMSE",
+    "empirical_moments",
+]

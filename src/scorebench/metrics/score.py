@@ -1,0 +1,84 @@
+"""Score error against the exact score of ``p_t`` (targets with closed-form marginals)."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from ..estimators.oracle import exact_score
+from .base import METRICS, Metric, ScoreMetric
+
+if TYPE_CHECKING:
+    from ..estimators.base import ScoreModel
+    from ..processes import ForwardProcess
+    from ..targets.base import Target
+
+
+def squared_error(score: ScoreModel, target: Target, process: ForwardProcess, x: Tensor, t: float) -> float:
+    """``mean_i ||s_hat(x_i, t) - grad log p_t(x_i)||^2``."""
+    with torch.no_grad():
+        err = score.score(x, t) - exact_score(target, process, x, t)
+    return float(err.double().pow(2).sum(1).mean())
+
+
+def log_spaced_times(process: ForwardProcess, n_times: int) -> list[float]:
+    lo = max(process.t_min, 1e-3 * process.T)
+    return [math.exp(v) for v in torch.linspace(math.log(lo), math.log(process.T), n_times).tolist()]
+
+
+@METRICS.register("score_mse")
+class ScoreMSE(ScoreMetric):
+    r"""``E_{x ~ p_t} ||s_hat(x, t) - grad log p_t(x)||^2`` at ``n_times`` times log-spaced in
+    ``[max(t_min, T/1000), T]``, with ``x`` drawn exactly from ``p_t`` (one result row per
+    time, in the ``t`` column).  Only for targets with exact marginals."""
+
+    def __init__(self, n_times: int = 5) -> None:
+        if isinstance(n_times, bool) or not isinstance(n_times, int) or n_times < 1:
+            raise ValueError(f"score_mse: n_times must be a positive integer, got {n_times!r}")
+        self.n_times = n_times
+
+    def compute(
+        self, score: ScoreModel, target: Target, process: ForwardProcess, n: int, generator: torch.Generator
+    ) -> list[tuple[float, float]]:
+        out = []
+        for t in log_spaced_times(process, self.n_times):
+            x = target.marginal(process, t).sample(n, generator)
+            out.append((t, squared_error(score, target, process, x, t)))
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "n_times": self.n_times}
+
+
+@METRICS.register("score_mse_traj")
+class TrajectoryScoreMSE(Metric):
+    r"""``mean_i ||s_hat(x_i, t) - grad log p_t(x_i)||^2`` along the sampler's own trajectory,
+    at ``n_times`` steps evenly spaced over the run (at most ``max_particles`` particles):
+    the score error where the sampler actually goes, not where the data are."""
+
+    kind = "trajectory"
+
+    def __init__(self, n_times: int = 5, max_particles: int = 1000) -> None:
+        if isinstance(n_times, bool) or not isinstance(n_times, int) or n_times < 1:
+            raise ValueError(f"score_mse_traj: n_times must be a positive integer, got {n_times!r}")
+        self.n_times = n_times
+        self.max_particles = int(max_particles)
+
+    def record_steps(self, steps: int) -> set[int]:
+        """Step indices (1-based) at which to record the particles."""
+        return {max(1, round(steps * (k + 1) / self.n_times)) for k in range(self.n_times)}
+
+    def compute(
+        self, score: ScoreModel, target: Target, process: ForwardProcess, states: list[tuple[float, Tensor]]
+    ) -> list[tuple[float, float]]:
+        return [
+            (t, squared_error(score, target, process, x, max(t, process.t_min)))
+            for t, x in states
+            if torch.isfinite(x).all()
+        ]
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "n_times": self.n_times, "max_particles": self.max_particles}
