@@ -161,3 +161,5 @@ def test_bad_grid_kind_and_time() -> None:
         vp.check_time(0.0)
     with pytest.raises(ValueError, match="t_min > 0"):
         time_grid(sb.get_process("ou", t_min=0.0), 5, "log")
+    with pytest.raises(ValueError, match="t_min > 0"):
+        time_grid(sb.get_process("ou", t_min=0.0), 5, "karras")

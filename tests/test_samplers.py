@@ -199,3 +199,22 @@ def test_bad_sample_arguments(kwargs: dict, match: str) -> None:
 def test_bad_sampler_parameters(name: str, params: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         sb.get_sampler(name, **params)
+
+
+def test_chunking_in_float32_agrees_to_rounding() -> None:
+    process = sb.get_process("ve")
+    score = sb.get_estimator("oracle").fit(sb.get_target("gmm", preset="gmm40"), process)
+    sampler = sb.get_sampler("euler_maruyama")
+    whole = sampler.sample(score, process, 1500, 20, gen(3)).samples
+    chunked = sampler.sample(score, process, 1500, 20, gen(3), chunk_size=1024).samples
+    torch.testing.assert_close(chunked, whole, rtol=1e-4, atol=1e-4)
+
+
+def test_numpy_integer_steps_and_float_steps() -> None:
+    import numpy as np
+
+    process = sb.get_process("vp")
+    score = sb.get_estimator("oracle").fit(TARGET, process)
+    assert sb.get_sampler("ddpm").sample(score, process, 5, np.int64(4), gen(0)).steps == 4
+    with pytest.raises(ValueError, match=r"steps must be a positive integer, got 4\.0"):
+        sb.get_sampler("ddpm").sample(score, process, 5, 4.0, gen(0))

@@ -240,3 +240,21 @@ def test_moments_match_samples(name: str, params: dict) -> None:
 def test_heavy_tailed_student_t_has_no_covariance() -> None:
     with pytest.raises(NotImplementedError, match="df > 2"):
         sb.get_target("student_t", df=2).moments()
+
+
+def test_square_covs_with_k_equal_d_must_be_disambiguated() -> None:
+    means, covs = [[0.0, 0.0], [3.0, 3.0]], [[2.0, 1.0], [1.0, 2.0]]
+    with pytest.raises(ValueError, match="ambiguous"):
+        sb.get_target("gmm", means=means, covs=covs)
+    diag = sb.get_target("gmm", means=means, covs=covs, covariance_type="diag")
+    tied = sb.get_target("gmm", means=means, covs=covs, covariance_type="tied")
+    expected = torch.diag(torch.tensor([2.0, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(diag.component_covariances()[0], expected)
+    torch.testing.assert_close(tied.component_covariances()[1], torch.tensor(covs, dtype=torch.float64))
+
+
+def test_float32_score_accurate_far_from_origin() -> None:
+    """Means far away compared with the widths: float32 input must not lose the responsibilities."""
+    target = sb.get_target("gmm", means=[[100.0, 100.0], [100.3, 100.0]], covs=0.01)
+    x = target.sample(500, gen(0), dtype=torch.float64)
+    torch.testing.assert_close(target.score(x.float()).double(), target.score(x.float().double()), rtol=1e-5, atol=1e-3)

@@ -28,6 +28,7 @@ Times are floats or float64 tensors; every coefficient is computed in float64.
 from __future__ import annotations
 
 import math
+import numbers
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
@@ -324,8 +325,9 @@ def time_grid(
         ``s_i = (s_max^{1/rho} + i/N (s_min^{1/rho} - s_max^{1/rho}))^rho``, mapped back to t.
         ``log``: geometric spacing in t (needs ``t_min > 0``).
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    steps = int(steps)
     if kind not in GRID_KINDS:
         raise ValueError(f"unknown time grid {kind!r}; allowed: {', '.join(GRID_KINDS)}")
     T, t_min = process.T, process.t_min
@@ -341,6 +343,8 @@ def time_grid(
     else:
         if not rho > 0:
             raise ValueError(f"karras grid: rho must be positive, got {rho}")
+        if t_min <= 0:
+            raise ValueError("the 'karras' time grid needs t_min > 0 (its noise level vanishes at t = 0)")
         s_hi = float(process.noise_level(T))
         s_lo = float(process.noise_level(t_min))
         levels = (s_hi ** (1 / rho) + u * (s_lo ** (1 / rho) - s_hi ** (1 / rho))) ** rho

@@ -27,9 +27,11 @@ class DDPM(Sampler):
     ``(x + beta_i s)/sqrt(1 - beta_i)`` and for VE ``x + (sigma_i^2 - sigma_{i-1}^2) s``.
 
     variance
-        ``posterior`` (default): ``sigma_{t'}^2 b^2 / sigma_t^2`` (Ho et al.'s
-        ``beta-tilde``; score_sde's choice for VE).  ``upper``: ``b^2`` (Ho et al.'s
-        ``sigma^2 = beta``; score_sde's choice for VP).
+        ``upper`` (default): ``b^2`` (Ho et al.'s ``sigma^2 = beta``; score_sde's choice for
+        VP).  ``posterior``: ``sigma_{t'}^2 b^2 / sigma_t^2`` (Ho et al.'s ``beta-tilde``;
+        score_sde's choice for VE).  On a uniform grid the posterior variance converges
+        slowly (pre-asymptotic slope about -0.6 on OU): its steps near ``t_min`` are large
+        compared with ``sigma_t^2``; on a ``log`` grid both are first order.
     """
 
     noise_per_step = 1

@@ -22,8 +22,8 @@ class ExponentialIntegrator(Sampler):
     ``c = alpha_{t'} int_{t'}^t g^2/alpha``, ``q = alpha_{t'}^2 (lambda_t - lambda_{t'})``,
     ``lambda = sigma^2/alpha^2`` (:meth:`ForwardProcess.exponential_integrator`).  For OU this
     is Bruno et al. (2023)'s scheme (B2): ``x' = e^h x + 2(e^h - 1) s + sqrt(e^{2h} - 1) z``.
-    Works with every linear process; for VE (``f = 0``) it coincides with Euler--Maruyama
-    up to the exact noise variance.
+    Works with every linear process; for VE (``f = 0``) it coincides with ``ddpm``
+    (``variance="upper"``) and with ``pc`` without corrector steps.
     """
 
     noise_per_step = 1

@@ -114,7 +114,8 @@ class GMM(GaussianMixture):
 
     Explicit: ``means`` (K x d); ``weights`` (default uniform); ``covs`` as a scalar variance,
     ``(K,)`` spherical variances, ``(K, d)`` diagonal variances, one ``(d, d)`` matrix shared by
-    all components or ``(K, d, d)`` (default identity).
+    all components or ``(K, d, d)`` (default identity).  When ``K == d`` a square ``covs`` is
+    ambiguous; say which with ``covariance_type="diag"`` or ``"tied"``.
 
     Presets (``preset=``), each with ``scale``/``std``/``n_components``/``seed`` overrides:
 
@@ -137,6 +138,7 @@ class GMM(GaussianMixture):
         scale: float | None = None,
         std: float | None = None,
         seed: int = 0,
+        covariance_type: str | None = None,
     ) -> None:
         self._spec: dict[str, Any]
         if preset is not None:
@@ -158,7 +160,7 @@ class GMM(GaussianMixture):
                 raise ValueError(f"gmm: means must be a K x d matrix, got shape {tuple(means_t.shape)}")
             K, d = means_t.shape
             weights_t = torch.ones(K, dtype=torch.float64) if weights is None else _tensor(weights, "gmm: weights")
-            eigvals, basis = self._covariances(covs, K, d)
+            eigvals, basis = self._covariances(covs, K, d, covariance_type)
             self._spec = {"means": means_t.tolist(), "weights": weights_t.tolist()}
         if weights_t.shape != (K,):
             raise ValueError(f"gmm: weights must have length {K}, got shape {tuple(weights_t.shape)}")
@@ -191,16 +193,32 @@ class GMM(GaussianMixture):
         raise ValueError(f"gmm: unknown preset {preset!r}; allowed: {', '.join(GMM_PRESETS)}")
 
     @staticmethod
-    def _covariances(covs: ArrayLike | None, K: int, d: int) -> tuple[Tensor, Tensor | None]:
+    def _covariances(
+        covs: ArrayLike | None, K: int, d: int, covariance_type: str | None
+    ) -> tuple[Tensor, Tensor | None]:
+        if covariance_type not in (None, "diag", "tied"):
+            raise ValueError(f"gmm: covariance_type must be 'diag' or 'tied' (or omitted), got {covariance_type!r}")
         if covs is None:
             return torch.ones((K, d), dtype=torch.float64), None
         c = _tensor(covs, "gmm: covs")
+        if c.ndim == 2 and K == d and K > 1:
+            if covariance_type is None:
+                raise ValueError(
+                    f"gmm: covs of shape ({K}, {d}) with K == d is ambiguous; pass covariance_type='diag' "
+                    "(one row of variances per component) or 'tied' (one shared covariance matrix)"
+                )
+            if covariance_type == "diag":
+                if (c <= 0).any():
+                    raise ValueError("gmm: diagonal variances in covs must be positive")
+                return c.clone(), None
+            evals, evecs = covariance_eigh(c, "gmm: covs (shared covariance)")
+            return evals[None].expand(K, d).clone(), evecs
         if c.ndim == 0 or (c.ndim == 1 and c.shape == (K,)):
             var = c.expand(K) if c.ndim == 1 else c.expand(K).clone()
             if (var <= 0).any():
                 raise ValueError("gmm: covs (variances) must be positive")
             return var[:, None].expand(K, d).clone(), None
-        if c.ndim == 2 and c.shape == (K, d) and not (K == d and torch.equal(c, c.T) and K > 1):
+        if c.ndim == 2 and c.shape == (K, d):
             if (c <= 0).any():
                 raise ValueError("gmm: diagonal variances in covs must be positive")
             return c.clone(), None

@@ -173,23 +173,29 @@ class GaussianMixture(Target):
 
     def log_prob(self, x: Tensor) -> Tensor:
         check_points(x, self.dim)
+        dtype = x.dtype
+        x = x.to(torch.float64)  # the matmul expansion cancels badly in float32 far from the origin
         if self.covariance_type == "full":
             logits = torch.stack([self._full_component(x, k)[0] for k in range(self.n_components)], 1)
         else:
             y, means, eigvals, _ = self._rotated(x)
             logits = self._diag_logits(y, means, eigvals)
-        return torch.logsumexp(logits, dim=1)
+        return torch.logsumexp(logits, dim=1).to(dtype)
 
     def score(self, x: Tensor) -> Tensor:
-        """Exact ``grad log p(x)``, shape ``(n, d)``."""
+        """Exact ``grad log p(x)``, shape ``(n, d)``, computed in float64 and returned in
+        ``x``'s dtype (in float32 the expanded quadratic forms lose all accuracy when the
+        means are far from the origin compared with the component widths)."""
         check_points(x, self.dim)
+        dtype = x.dtype
+        x = x.to(torch.float64)
         if self.covariance_type == "full":
-            return self._full_score(x)
+            return self._full_score(x).to(dtype)
         y, means, eigvals, basis = self._rotated(x)
         resp = torch.softmax(self._diag_logits(y, means, eigvals), dim=1)  # (N, K)
         prec = 1.0 / eigvals
         s = resp @ (means * prec) - y * (resp @ prec)
-        return s if basis is None else s @ basis.T
+        return (s if basis is None else s @ basis.T).to(dtype)
 
     def _full_score(self, x: Tensor) -> Tensor:
         # streaming softmax over components: running max, normaliser and weighted score
