@@ -8,7 +8,8 @@ Components are reached by name through registries::
     score = sb.get_estimator("oracle").fit(target, process)
     result = sb.get_sampler("euler_maruyama").sample(score, process, 1000, 100, generator)
 
-``list_targets()``, ``list_processes()``, ``list_samplers()`` and ``list_estimators()`` give
+``list_targets()``, ``list_processes()``, ``list_samplers()``, ``list_estimators()`` and
+``list_metrics()`` give
 the registered names; outside packages add their own through the entry-point groups
 ``scorebench.targets``, ``scorebench.processes``, ``scorebench.estimators`` and
 ``scorebench.samplers``.
@@ -21,6 +22,7 @@ from typing import Any
 from .device import make_generator, resolve_device
 from .estimators import ESTIMATORS, Estimator, ScoreModel
 from .exact import GaussianLaw, exact_output_law, gaussian_kl, gaussian_w2
+from .metrics import METRICS, Metric
 from .processes import PROCESSES, ForwardProcess, time_grid
 from .samplers import SAMPLERS, Sampler, SampleResult
 from .targets import TARGETS, Target
@@ -48,6 +50,15 @@ def get_sampler(name: str, /, **params: Any) -> Sampler:
     return SAMPLERS.build(name, **params)
 
 
+def get_metric(name: str, /, **params: Any) -> Metric:
+    """Build the metric registered as ``name`` (e.g. ``"sliced_w2"``)."""
+    return METRICS.build(name, **params)
+
+
+def list_metrics() -> list[str]:
+    return METRICS.names()
+
+
 def list_targets() -> list[str]:
     return TARGETS.names()
 
@@ -66,12 +77,14 @@ def list_samplers() -> list[str]:
 
 __all__ = [
     "ESTIMATORS",
+    "METRICS",
     "PROCESSES",
     "SAMPLERS",
     "TARGETS",
     "Estimator",
     "ForwardProcess",
     "GaussianLaw",
+    "Metric",
     "SampleResult",
     "Sampler",
     "ScoreModel",
@@ -81,10 +94,12 @@ __all__ = [
     "gaussian_kl",
     "gaussian_w2",
     "get_estimator",
+    "get_metric",
     "get_process",
     "get_sampler",
     "get_target",
     "list_estimators",
+    "list_metrics",
     "list_processes",
     "list_samplers",
     "list_targets",

@@ -1,9 +1,11 @@
 """The ``scorebench`` command line.
 
-    scorebench list targets|processes|estimators|samplers   registered names with parameters
-    scorebench run SUITE                                    run a suite file
+    scorebench run SUITE [--out DIR] [--resume] [--device D] [--quick]
+    scorebench validate SUITE
+    scorebench show RESULTS [--metric M] [--values value|floor|ci]
+    scorebench list targets|processes|estimators|samplers|metrics
 
-Exit codes: 0 ok, 1 some cells failed, 2 bad input.
+Exit codes: 0 ok, 1 some cells failed (reported), 2 bad input.
 """
 
 from __future__ import annotations
@@ -12,13 +14,18 @@ import argparse
 import inspect
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+
+import pandas as pd
 
 from . import __version__
 from .estimators import ESTIMATORS
+from .metrics import METRICS
 from .processes import PROCESSES
 from .registry import Registry
+from .results import ResultsError, read_results
+from .runner import RunSummary, run_suite
 from .samplers import SAMPLERS
+from .suite import SuiteError, load_suite
 from .targets import TARGETS
 
 REGISTRIES: dict[str, Registry] = {
@@ -26,32 +33,92 @@ REGISTRIES: dict[str, Registry] = {
     "processes": PROCESSES,
     "estimators": ESTIMATORS,
     "samplers": SAMPLERS,
+    "metrics": METRICS,
 }
+ID_COLUMNS = ["target", "process", "estimator", "sampler", "time_grid", "steps", "n_samples"]
 
 
-def _summary(registry: Registry, name: str) -> str:
+def _summary_line(registry: Registry, name: str) -> str:
     doc = inspect.getdoc(registry.factory(name)) or ""
-    return doc.splitlines()[0] if doc else ""
+    return doc.split("\n\n")[0].replace("\n", " ") if doc else ""
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     registry = REGISTRIES[args.kind]
     for name in registry.names():
-        print(f"{name}: {_summary(registry, name)}")
+        print(f"{name}: {_summary_line(registry, name)}")
         for p in registry.params(name):
             print(f"    {p}")
     return 0
 
 
+def pivot(frame: pd.DataFrame, values: str = "value", metric: str | None = None) -> pd.DataFrame:
+    """Mean over seeds per cell x metric.  Score metrics are averaged over their times,
+    unless one metric is selected: then each time is a column."""
+    df = frame[frame["status"] == "ok"].copy()
+    if metric is not None:
+        df = df[df["metric"] == metric]
+        df["metric"] = [m if pd.isna(t) else f"{m}@t={t:.3g}" for m, t in zip(df["metric"], df["t"], strict=True)]
+    if values == "ci":
+        df["ci"] = (df["ci_high"] - df["ci_low"]) / 2
+        values = "ci"
+    table = df.pivot_table(index=ID_COLUMNS, columns="metric", values=values, aggfunc="mean", sort=False)
+    table.columns.name = None
+    return table
+
+
+def format_summary(summary: RunSummary, frame: pd.DataFrame, max_lines: int = 30) -> str:
+    total = summary.fit_s + summary.sample_s + summary.metric_s + summary.floor_s
+    share = (summary.metric_s + summary.floor_s) / total if total > 0 else 0.0
+    lines = [
+        f"suite {frame['suite'].iloc[0] if len(frame) else '?'}: {summary.cells_total} cells "
+        f"({summary.cells_run} run, {summary.cells_skipped} already done), {summary.rows} rows "
+        f"-> {summary.run_dir / 'results.csv'}",
+        "status: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.status_counts.items())),
+        f"time: fit {summary.fit_s:.2f} s, sample {summary.sample_s:.2f} s, metrics {summary.metric_s:.2f} s "
+        f"+ noise floors {summary.floor_s:.2f} s (metrics {100 * share:.0f}% of compute), "
+        f"wall {summary.wall_s:.1f} s",
+    ]
+    if len(frame):
+        with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 4):
+            text = pivot(frame).to_string().splitlines()
+        if len(text) > max_lines:
+            text = [*text[:max_lines], f"... ({len(text) - max_lines} more lines: scorebench show {summary.run_dir})"]
+        lines += ["", "mean over seeds:", *text]
+    if summary.failures:
+        lines += ["", f"{len(summary.failures)} failed rows:"]
+        lines += [f"  {f}" for f in summary.failures[:20]]
+        if len(summary.failures) > 20:
+            lines.append(f"  ... and {len(summary.failures) - 20} more (see the status column)")
+    return "\n".join(lines)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    path = Path(args.suite)
-    if not path.is_file():
-        print(f"scorebench run: suite file {str(path)!r} not found", file=sys.stderr)
-        return 2
-    print(f"scorebench {__version__}: no suite runner yet; {path} was not run.")
-    print("Registered components:")
-    for kind, registry in REGISTRIES.items():
-        print(f"  {kind}: {', '.join(registry.names())}")
+    suite = load_suite(args.suite)
+    summary = run_suite(suite, args.out, resume=args.resume, device=args.device, quick=args.quick,
+                        progress=not args.no_progress)
+    print(format_summary(summary, read_results(summary.run_dir)))
+    return summary.exit_code
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    suite = load_suite(args.suite)
+    cells = suite.cells()
+    runs = sum(len(suite.seeds_of(c)) for c in cells)
+    print(f"{args.suite}: ok: suite {suite.name!r}, {len(cells)} cells, {runs} cell x seed runs, "
+          f"metrics {', '.join(suite.metrics)}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    frame = read_results(args.results)
+    table = pivot(frame, args.values, args.metric)
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_rows", 500,
+                           "display.precision", 4):
+        print(table.to_string() if len(table) else "(no finished rows)")
+    failed = frame[frame["status"] != "ok"]
+    if len(failed):
+        print(f"\n{len(failed)} rows not ok: " + ", ".join(f"{k} {v}" for k, v in failed["status"].value_counts().items()))
     return 0
 
 
@@ -62,19 +129,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"scorebench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_list = sub.add_parser("list", help="list registered components with their parameters")
-    p_list.add_argument("kind", choices=sorted(REGISTRIES))
-    p_list.set_defaults(func=cmd_list)
-    p_run = sub.add_parser("run", help="run a suite file")
-    p_run.add_argument("suite", help="path to a suite TOML file")
-    p_run.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("run", help="run a suite file and write a result table")
+    p.add_argument("suite", help="suite TOML file")
+    p.add_argument("--out", help="run directory (default results/<suite>/<run-id>)")
+    p.add_argument("--resume", action="store_true", help="skip the cells already in the run directory")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the suite's)")
+    p.add_argument("--quick", action="store_true", help="smallest steps and sample size, at most 2 seeds")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("validate", help="check a suite file without running it")
+    p.add_argument("suite")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("show", help="print a result table as a pivot (mean over seeds)")
+    p.add_argument("results", help="run directory or results.csv")
+    p.add_argument("--metric", help="only this metric")
+    p.add_argument("--values", choices=["value", "floor", "ci"], default="value",
+                   help="what to show: the metric, its noise floor, or the half-width of its 95%% CI")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("list", help="list registered components with their parameters")
+    p.add_argument("kind", choices=sorted(REGISTRIES))
+    p.set_defaults(func=cmd_list)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except (SuiteError, ResultsError) as exc:
+        print(f"scorebench {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # bad device and other user input caught by the library
+        print(f"scorebench {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,201 @@
+"""Versioned result tables: schema, atomic incremental writes, provenance, migration.
+
+A run writes one tidy long table, ``results.csv`` (one row per cell x seed x metric
+[x time, for score metrics]), and a JSON sidecar ``provenance.json``.  After each finished
+cell the whole table is written to a temporary file, flushed to disk and renamed over the
+old one (``os.replace`` is atomic), so a run killed at any moment leaves a complete table
+of every finished cell; ``--resume`` skips those cells.  Numbers stay numeric; statuses
+and messages are plain strings.  Every row carries ``schema_version``; :func:`read_results`
+migrates older versions step by step through :data:`MIGRATIONS`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SCHEMA_VERSION = 1
+
+#: column -> pandas dtype of the current schema
+COLUMNS: dict[str, str] = {
+    "schema_version": "int64",
+    "run_id": "string",
+    "suite": "string",
+    "cell_id": "string",
+    "seed": "int64",
+    "target": "string",
+    "process": "string",
+    "estimator": "string",
+    "sampler": "string",
+    "steps": "int64",
+    "time_grid": "string",
+    "nfe": "float64",
+    "n_samples": "int64",
+    "metric": "string",
+    "t": "float64",
+    "value": "float64",
+    "floor": "float64",
+    "ci_low": "float64",
+    "ci_high": "float64",
+    "status": "string",
+    "message": "string",
+    "fit_s": "float64",
+    "sample_s": "float64",
+    "metric_s": "float64",
+    "peak_mem_bytes": "float64",
+    "device": "string",
+}
+
+STATUSES = ("ok", "diverged", "error", "oom")
+
+#: ``MIGRATIONS[v]`` turns a version-``v`` table into a version-``v + 1`` table
+MIGRATIONS: dict[int, Callable[[pd.DataFrame], pd.DataFrame]] = {}
+
+TABLE_FILE = "results.csv"
+PROVENANCE_FILE = "provenance.json"
+
+
+class ResultsError(ValueError):
+    """A result table that cannot be read as the current schema."""
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old or the new file, never a part."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def conform(df: pd.DataFrame) -> pd.DataFrame:
+    """Columns of the current schema in their order and dtypes."""
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise ResultsError(f"result table lacks column(s) {', '.join(missing)}")
+    out = df[list(COLUMNS)].copy()
+    for col, dtype in COLUMNS.items():
+        out[col] = out[col].astype(dtype)
+    return out
+
+
+class ResultTable:
+    """The result table of one run directory, appended to cell by cell."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / TABLE_FILE
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.frame = read_results(self.path) if self.path.exists() else pd.DataFrame(
+            {c: pd.Series(dtype=t) for c, t in COLUMNS.items()}
+        )
+
+    def finished_cells(self) -> set[str]:
+        return set(self.frame["cell_id"].astype(str))
+
+    def append(self, rows: Iterable[dict[str, Any]]) -> None:
+        new = conform(pd.DataFrame(list(rows)))
+        self.frame = new if self.frame.empty else pd.concat([self.frame, new], ignore_index=True)
+        atomic_write_text(self.path, self.frame.to_csv(index=False))
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """Load a result table (a ``results.csv`` or a run directory), migrating old schemas."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / TABLE_FILE
+    if not path.is_file():
+        raise ResultsError(f"{path}: no result table here")
+    df = pd.read_csv(path, keep_default_na=True)
+    if "schema_version" not in df.columns:
+        raise ResultsError(f"{path}: not a scorebench result table (no schema_version column)")
+    versions = set(df["schema_version"].dropna().astype(int))
+    if len(versions) > 1:
+        raise ResultsError(f"{path}: mixed schema versions {sorted(versions)}")
+    version = versions.pop() if versions else SCHEMA_VERSION
+    if version > SCHEMA_VERSION:
+        raise ResultsError(
+            f"{path}: schema version {version} is newer than this scorebench reads ({SCHEMA_VERSION}); upgrade"
+        )
+    while version < SCHEMA_VERSION:
+        if version not in MIGRATIONS:
+            raise ResultsError(f"{path}: no migration from schema version {version}")
+        df = MIGRATIONS[version](df)
+        version += 1
+        df["schema_version"] = version
+    return conform(df)
+
+
+# ---------------------------------------------------------------------------------------
+# provenance
+# ---------------------------------------------------------------------------------------
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], capture_output=True, text=True, timeout=10, check=True, cwd=Path(__file__).parent
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance(extra: dict[str, Any]) -> dict[str, Any]:
+    """Where, when and with what a run was made."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    def ver(pkg: str) -> str | None:
+        try:
+            return version(pkg)
+        except PackageNotFoundError:
+            return None
+
+    sha = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain")
+    cuda = torch.cuda.is_available()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_sha": sha,
+        "git_dirty": None if status is None else bool(status),
+        "packages": {p: ver(p) for p in ("scorebench", "torch", "numpy", "pandas", "pot", "scipy")},
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_cuda": torch.version.cuda,
+        "gpu": torch.cuda.get_device_name(0) if cuda else None,
+        **extra,
+    }
+
+
+def write_provenance(run_dir: Path, info: dict[str, Any]) -> None:
+    atomic_write_text(Path(run_dir) / PROVENANCE_FILE, json.dumps(info, indent=2, sort_keys=True, default=str))
+
+
+def read_provenance(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / PROVENANCE_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}

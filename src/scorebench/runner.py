@@ -1,0 +1,408 @@
+"""Run a suite: cells -> fit -> sample -> metrics -> rows, robustly and reproducibly.
+
+* **Seeding.** Every generator derives from ``(suite seed, what it is for, the cell's
+  components, seed)`` (:func:`scorebench.suite.derive_seed`), never from a running stream,
+  so results do not depend on which cells run, in which order, or on resuming.  The
+  sampling generator leaves out the sampler: samplers of the same cell share their initial
+  noise and, step for step, their Brownian increments (common random numbers), which makes
+  paired comparisons sharp.  Reference samples and metric randomness are shared likewise.
+* **Timing.** Fit, sampling and metric seconds are recorded separately
+  (``torch.cuda.synchronize`` around timed regions on CUDA); peak memory is
+  ``torch.cuda.max_memory_allocated`` on CUDA and the process's peak resident set during
+  sampling on Linux CPUs (``VmHWM``, reset through ``/proc/self/clear_refs``).
+* **Faults.** A cell x seed whose fit or sampling raises, runs out of memory, or returns
+  NaN/inf or exploding particles becomes rows with status ``error``, ``oom`` or
+  ``diverged`` and the message; the run goes on.  Rows are written after every cell.
+* **Confidence intervals.** Each (cell, metric) gets a Student-t 95% interval of the mean
+  over its seeds (``ci_low``/``ci_high``, NaN with fewer than two finished seeds).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from scipy import stats
+from tqdm import tqdm
+
+from .device import resolve_device
+from .metrics import METRICS
+from .processes import time_grid
+from .results import SCHEMA_VERSION, ResultTable, provenance, read_provenance, write_provenance
+from .suite import Cell, Suite, SuiteError, derive_seed
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: particles beyond this many times the reference's largest coordinate count as diverged
+DIVERGENCE_FACTOR = 1e4
+
+
+class _LRU(OrderedDict):
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def get_or(self, key: Any, make: Callable[[], Any]) -> Any:
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        value = make()
+        self[key] = value
+        if len(self) > self.size:
+            self.popitem(last=False)
+        return value
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class PeakMemory:
+    """Peak memory of a region: CUDA allocator peak, or the process's VmHWM on Linux."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def reset(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass
+
+    def read(self) -> float:
+        if self.device.type == "cuda":
+            return float(torch.cuda.max_memory_allocated(self.device))
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return math.nan
+
+
+@dataclass
+class RunSummary:
+    """What a run did, for the printed summary and the exit code."""
+
+    run_dir: Path
+    run_id: str
+    cells_total: int
+    cells_run: int
+    cells_skipped: int
+    rows: int = 0
+    status_counts: dict[str, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    fit_s: float = 0.0
+    sample_s: float = 0.0
+    metric_s: float = 0.0
+    floor_s: float = 0.0
+    wall_s: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures else 0
+
+
+def new_run_id(suite: Suite) -> str:
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{suite.sha256[:6]}"
+
+
+def resolve_run_dir(suite: Suite, out: str | Path | None, resume: bool, root: Path = Path("results")) -> Path:
+    """The run directory: ``out``, a new ``results/<suite>/<run-id>``, or for ``resume``
+    without ``out`` the latest run of the suite."""
+    if out is not None:
+        return Path(out)
+    base = root / suite.name
+    if resume:
+        runs = sorted(p for p in base.glob("*") if (p / "provenance.json").is_file()) if base.is_dir() else []
+        if not runs:
+            raise SuiteError(f"--resume: no earlier run of suite {suite.name!r} under {base}")
+        return runs[-1]
+    return base / new_run_id(suite)
+
+
+class Runner:
+    """Runs the cells of a suite into a run directory."""
+
+    def __init__(
+        self,
+        suite: Suite,
+        run_dir: Path,
+        *,
+        device: str | None = None,
+        resume: bool = False,
+        quick: bool = False,
+        progress: bool = True,
+        reverse: bool = False,
+    ) -> None:
+        self.suite = suite.quick() if quick else suite
+        self.quick = quick
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(device or suite.device)
+        self.dtype = DTYPES[suite.dtype]
+        self.resume = resume
+        self.progress = progress
+        self.reverse = reverse
+        self._objects: dict[tuple[str, str], Any] = {}
+        self._fits = _LRU(16)
+        self._refs = _LRU(8)
+        self._floors: dict[tuple, float] = {}
+        self._exact: dict[tuple, float] = {}
+        self._mem = PeakMemory(self.device)
+
+    # -- components ---------------------------------------------------------------------
+    def _obj(self, section: str, label: str) -> Any:
+        key = (section, label)
+        if key not in self._objects:
+            self._objects[key] = self.suite.build(section, label)
+        return self._objects[key]
+
+    def _generator(self, *parts: Any) -> torch.Generator:
+        return torch.Generator(self.device).manual_seed(derive_seed(self.suite.seed, *parts))
+
+    def _fit(self, cell: Cell, seed: int) -> tuple[Any, float]:
+        def make() -> tuple[Any, float]:
+            target, process = self._obj("targets", cell.target), self._obj("processes", cell.process)
+            estimator = self.suite.build("estimators", cell.estimator)
+            gen = self._generator("fit", self._spec(cell, "targets"), self._spec(cell, "processes"),
+                                  self._spec(cell, "estimators"), seed)
+            _sync(self.device)
+            t0 = time.perf_counter()
+            model = estimator.fit(target, process, gen)
+            _sync(self.device)
+            return model, time.perf_counter() - t0
+
+        return self._fits.get_or((cell.target, cell.process, cell.estimator, seed), make)
+
+    def _spec(self, cell: Cell, section: str) -> dict[str, Any]:
+        label = {"targets": cell.target, "processes": cell.process,
+                 "estimators": cell.estimator, "samplers": cell.sampler}[section]
+        return self.suite.spec(section, label).as_dict()
+
+    def _references(self, cell: Cell, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        def make() -> tuple[torch.Tensor, torch.Tensor]:
+            target = self._obj("targets", cell.target)
+            gen = self._generator("reference", self._spec(cell, "targets"), cell.n_samples, seed)
+            return (target.sample(cell.n_samples, gen, dtype=torch.float64),
+                    target.sample(cell.n_samples, gen, dtype=torch.float64))
+
+        return self._refs.get_or((cell.target, cell.n_samples, seed), make)
+
+    # -- one cell -------------------------------------------------------------------------
+    def _base_row(self, cell: Cell, seed: int) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION, "run_id": self.run_id, "suite": self.suite.name,
+            "cell_id": cell.cell_id, "seed": seed, "target": cell.target, "process": cell.process,
+            "estimator": cell.estimator, "sampler": cell.sampler, "steps": cell.steps,
+            "time_grid": cell.time_grid, "n_samples": cell.n_samples, "device": str(self.device),
+            "nfe": math.nan, "t": math.nan, "value": math.nan, "floor": math.nan,
+            "ci_low": math.nan, "ci_high": math.nan, "status": "ok", "message": "",
+            "fit_s": math.nan, "sample_s": math.nan, "metric_s": math.nan, "peak_mem_bytes": math.nan,
+        }
+
+    def _failed_rows(self, cell: Cell, seed: int, base: dict[str, Any], status: str, msg: str) -> list[dict]:
+        return [{**base, "metric": m, "status": status, "message": msg} for m in cell.metrics]
+
+    def run_seed(self, cell: Cell, seed: int, summary: RunSummary) -> list[dict[str, Any]]:
+        base = self._base_row(cell, seed)
+        process = self._obj("processes", cell.process)
+        sampler = self.suite.build("samplers", cell.sampler)
+        metrics = {m: self.suite.build_metric(m) for m in cell.metrics}
+        traj = [m for m in metrics.values() if m.kind == "trajectory"]
+        states: list[tuple[float, torch.Tensor]] = []
+        try:
+            score, fit_s = self._fit(cell, seed)
+            base["fit_s"] = fit_s
+            score.reset_counts()
+            grid = time_grid(process, cell.steps, cell.time_grid)
+            record = set().union(*(m.record_steps(cell.steps) for m in traj)) if traj else set()
+            keep = max((m.max_particles for m in traj), default=0)
+
+            def callback(step: int, t: float, x: torch.Tensor, start: int) -> None:
+                if step in record and start == 0:
+                    states.append((t, x[:keep].detach().clone()))
+
+            gen = self._generator("sample", self._spec(cell, "targets"), self._spec(cell, "processes"),
+                                  self._spec(cell, "estimators"), cell.n_samples, seed)
+            self._mem.reset()
+            _sync(self.device)
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                result = sampler.sample(score, process, cell.n_samples, grid, gen, dtype=self.dtype,
+                                        callback=callback if traj else None)
+            _sync(self.device)
+            base["sample_s"] = time.perf_counter() - t0
+            base["peak_mem_bytes"] = self._mem.read()
+            base["nfe"] = result.nfe
+            summary.fit_s += fit_s
+            summary.sample_s += base["sample_s"]
+        except torch.cuda.OutOfMemoryError as exc:
+            torch.cuda.empty_cache()
+            return self._failed_rows(cell, seed, base, "oom", f"out of memory: {exc}".splitlines()[0])
+        except Exception as exc:
+            return self._failed_rows(cell, seed, base, "error", f"{type(exc).__name__}: {exc}")
+
+        x = result.samples
+        y1, y2 = self._references(cell, seed)
+        bad = (~torch.isfinite(x)).any(dim=1)
+        if bad.any():
+            return self._failed_rows(cell, seed, base, "diverged",
+                                     f"non-finite output in {int(bad.sum())} of {x.shape[0]} particles")
+        bound = DIVERGENCE_FACTOR * (1.0 + float(y1.abs().max()))
+        if float(x.abs().max()) > bound:
+            return self._failed_rows(cell, seed, base, "diverged",
+                                     f"output exploded: max |x| = {float(x.abs().max()):.3g} > {bound:.3g}")
+
+        rows = []
+        for name, metric in metrics.items():
+            try:
+                rows.extend(self._metric_rows(cell, seed, base, name, metric, x, y1, y2, score, sampler,
+                                              grid, states, summary))
+            except Exception as exc:
+                rows.append({**base, "metric": name, "status": "error",
+                             "message": f"metric {name!r} failed: {type(exc).__name__}: {exc}"})
+        return rows
+
+    def _metric_rows(self, cell: Cell, seed: int, base: dict, name: str, metric: Any, x: torch.Tensor,
+                     y1: torch.Tensor, y2: torch.Tensor, score: Any, sampler: Any, grid: torch.Tensor,
+                     states: list, summary: RunSummary) -> list[dict[str, Any]]:
+        target, process = self._obj("targets", cell.target), self._obj("processes", cell.process)
+        mgen = lambda: self._generator("metric", name, self.suite.metrics[name],  # noqa: E731
+                                       self._spec(cell, "targets"), cell.n_samples, seed)
+        t0 = time.perf_counter()
+        floor = math.nan
+        if metric.kind == "sample":
+            value = metric(x.double(), y1.to(x.device), mgen())
+            floor = self._floor(cell, seed, name, lambda: metric(y2.to(x.device), y1.to(x.device), mgen()),
+                                summary)
+            values = [(math.nan, value)]
+        elif metric.kind == "moment":
+            mean, cov = target.moments()
+            values = [(math.nan, metric(x, mean, cov))]
+            floor = self._floor(cell, seed, name, lambda: metric(y2, mean, cov), summary)
+        elif metric.kind == "score":
+            values = metric.compute(score, target, process, min(cell.n_samples, 2000), mgen())
+        elif metric.kind == "trajectory":
+            values = metric.compute(score, target, process, states)
+        else:  # exact: deterministic, the same for every seed of the cell
+            key = (cell.cell_id, name)
+            if key not in self._exact:
+                self._exact[key] = metric.compute(sampler, score, process, grid, target)
+            values = [(math.nan, self._exact[key])]
+            floor = 0.0
+        elapsed = time.perf_counter() - t0
+        summary.metric_s += elapsed
+        return [{**base, "metric": name, "t": t, "value": v, "floor": floor, "metric_s": elapsed}
+                for t, v in values]
+
+    def _floor(self, cell: Cell, seed: int, name: str, compute: Callable[[], float], summary: RunSummary) -> float:
+        key = (cell.target, cell.n_samples, seed, name)
+        if key not in self._floors:
+            t0 = time.perf_counter()
+            self._floors[key] = compute()
+            summary.floor_s += time.perf_counter() - t0
+        return self._floors[key]
+
+    @staticmethod
+    def add_intervals(rows: list[dict[str, Any]]) -> None:
+        """Student-t 95% interval of the mean over seeds, per (metric, t)."""
+        groups: dict[tuple, list[dict]] = {}
+        for r in rows:
+            if r["status"] == "ok" and math.isfinite(r["value"]):
+                groups.setdefault((r["metric"], -1.0 if math.isnan(r["t"]) else r["t"]), []).append(r)
+        for members in groups.values():
+            k = len(members)
+            if k < 2:
+                continue
+            vals = [r["value"] for r in members]
+            mean = sum(vals) / k
+            sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (k - 1))
+            half = float(stats.t.ppf(0.975, k - 1)) * sd / math.sqrt(k)
+            for r in members:
+                r["ci_low"], r["ci_high"] = mean - half, mean + half
+
+    def run_cell(self, cell: Cell, summary: RunSummary) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for seed in self.suite.seeds_of(cell):
+            rows.extend(self.run_seed(cell, seed, summary))
+        self.add_intervals(rows)
+        return rows
+
+    # -- the run --------------------------------------------------------------------------
+    def run(self) -> RunSummary:
+        started = time.perf_counter()
+        previous = read_provenance(self.run_dir)
+        if previous and not self.resume:
+            raise SuiteError(f"{self.run_dir} already holds a run; use --resume or another --out")
+        if self.resume and previous:
+            if previous.get("suite_sha256") != self.suite.sha256 or previous.get("quick") != self.quick:
+                raise SuiteError(
+                    f"--resume: {self.run_dir} was made from a different suite file or --quick setting; "
+                    "start a new run"
+                )
+            self.run_id = previous["run_id"]
+        else:
+            self.run_id = self.run_dir.name
+        table = ResultTable(self.run_dir)
+        info = previous or provenance({
+            "run_id": self.run_id, "suite": self.suite.name, "suite_file": str(self.suite.path),
+            "suite_sha256": self.suite.sha256, "suite_text": self.suite.text, "suite_seed": self.suite.seed,
+            "quick": self.quick, "device": str(self.device), "dtype": self.suite.dtype,
+            "metric_versions": {m: METRICS.factory(m).version for m in self.suite.metrics},
+            "seeds": sorted({s for g in self.suite.grids for s in g["seeds"]}),
+        })
+        write_provenance(self.run_dir, info)
+
+        cells = self.suite.cells()
+        if self.reverse:
+            cells = cells[::-1]
+        done = table.finished_cells()
+        todo = [c for c in cells if c.cell_id not in done]
+        summary = RunSummary(self.run_dir, self.run_id, len(cells), len(todo), len(cells) - len(todo))
+        bar = tqdm(todo, desc=self.suite.name, unit="cell", disable=not self.progress, file=sys.stderr)
+        for cell in bar:
+            bar.set_postfix_str(f"{cell.target}/{cell.process}/{cell.estimator}/{cell.sampler}/{cell.steps}")
+            table.append(self.run_cell(cell, summary))
+        frame = table.frame
+        summary.rows = len(frame)
+        summary.status_counts = frame["status"].value_counts().to_dict()
+        failed = frame[frame["status"] != "ok"]
+        summary.failures = [
+            f"{r.cell_id} seed {r.seed} ({r.target}/{r.process}/{r.estimator}/{r.sampler}/{r.steps}) "
+            f"{r.metric}: {r.status}: {r.message}"
+            for r in failed.itertuples()
+        ]
+        summary.wall_s = time.perf_counter() - started
+        info = {**info, "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "status_counts": summary.status_counts}
+        write_provenance(self.run_dir, info)
+        return summary
+
+
+def run_suite(
+    suite: Suite,
+    out: str | Path | None = None,
+    *,
+    resume: bool = False,
+    device: str | None = None,
+    quick: bool = False,
+    progress: bool = True,
+    reverse: bool = False,
+) -> RunSummary:
+    """Run ``suite`` and return its summary (see :class:`Runner`)."""
+    run_dir = resolve_run_dir(suite, out, resume)
+    return Runner(suite, run_dir, device=device, resume=resume, quick=quick, progress=progress,
+                  reverse=reverse).run()
