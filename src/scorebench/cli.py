@@ -118,7 +118,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(table.to_string() if len(table) else "(no finished rows)")
     failed = frame[frame["status"] != "ok"]
     if len(failed):
-        print(f"\n{len(failed)} rows not ok: " + ", ".join(f"{k} {v}" for k, v in failed["status"].value_counts().items()))
+        counts = ", ".join(f"{k} {v}" for k, v in failed["status"].value_counts().items())
+        print(f"\n{len(failed)} rows not ok: {counts}")
     return 0
 
 
