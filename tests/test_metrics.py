@@ -93,9 +93,8 @@ def test_w2_in_2d_converges_to_the_bures_formula() -> None:
 
 def test_bures_w2_converges_to_the_bures_formula() -> None:
     target = sb.get_target("gaussian", dim=3, mean=[1.0, 0.0, -1.0], condition_number=5.0)
-    other = GaussianLaw(
-        torch.tensor([0.0, 0.5, 0.0], dtype=torch.float64), torch.diag(torch.tensor([2.0, 1.0, 0.3], dtype=torch.float64))
-    )
+    f64 = torch.float64
+    other = GaussianLaw(torch.tensor([0.0, 0.5, 0.0], dtype=f64), torch.diag(torch.tensor([2.0, 1.0, 0.3], dtype=f64)))
     exact = sb.gaussian_w2(other, GaussianLaw.of(target))
     mean, cov = target.moments()
     errs = []
