@@ -1,0 +1,315 @@
+"""The runner and result tables: determinism, resume after SIGKILL, faults, provenance."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import scorebench as sb
+from scorebench.cli import main
+from scorebench.results import COLUMNS, MIGRATIONS, SCHEMA_VERSION, ResultsError, read_results
+from scorebench.runner import run_suite
+from scorebench.suite import load_suite
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SUITE = """
+[suite]
+name = "tiny"
+seed = 7
+device = "cpu"
+
+[targets.g2]
+name = "gaussian"
+dim = 2
+mean = [1.0, -1.0]
+
+[targets.ring]
+name = "gmm"
+preset = "ring8"
+
+[processes.vp]
+
+[processes.ve]
+
+[estimators.oracle]
+
+[estimators.noisy]
+name = "noisy_oracle"
+eps = 0.2
+
+[samplers.em]
+name = "euler_maruyama"
+
+[samplers.em_twin]
+name = "euler_maruyama"
+
+[samplers.heun]
+name = "pf_ode"
+method = "heun"
+
+[metrics]
+sliced_w2 = {}
+mmd = {}
+bures_w2 = {}
+score_mse = { n_times = 2 }
+score_mse_traj = { n_times = 2 }
+exact_w2 = {}
+
+[[grid]]
+steps = [8, 16]
+n_samples = [200]
+seeds = [0, 1, 2]
+metrics = ["sliced_w2", "mmd", "bures_w2", "score_mse", "score_mse_traj"]
+
+[[grid]]
+targets = ["g2"]
+estimators = ["oracle"]
+steps = [8, 16]
+n_samples = [200]
+seeds = [0, 1, 2]
+metrics = ["exact_w2"]
+"""
+
+VALUE_COLS = ["cell_id", "seed", "metric", "t", "value", "floor", "ci_low", "ci_high", "status", "nfe"]
+
+
+def write_suite(tmp_path: Path, text: str = SUITE, name: str = "tiny.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[VALUE_COLS].sort_values(["cell_id", "seed", "metric", "t"]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    tmp = tmp_path_factory.mktemp("run")
+    suite = load_suite(write_suite(tmp))
+    summary = run_suite(suite, tmp / "a", progress=False)
+    assert summary.exit_code == 0
+    return tmp, read_results(tmp / "a")
+
+
+def test_table_is_tidy_numeric_and_complete(first_run: tuple[Path, pd.DataFrame]) -> None:
+    tmp, _ = first_run
+    raw = pd.read_csv(tmp / "a" / "results.csv")  # plain pandas, as a user would
+    assert set(COLUMNS) <= set(raw.columns)
+    for col in ("value", "floor", "ci_low", "ci_high", "fit_s", "sample_s", "metric_s", "nfe", "steps", "seed"):
+        assert pd.api.types.is_numeric_dtype(raw[col]), col
+    assert (raw["schema_version"] == SCHEMA_VERSION).all()
+    assert (raw["status"] == "ok").all()
+    suite = load_suite(write_suite(tmp))
+    expected = sum(len(suite.seeds_of(c)) * len(c.metrics) for c in suite.cells())
+    per_time = raw["metric"].isin(["score_mse", "score_mse_traj"])
+    assert len(raw[~per_time]) + len(raw[per_time]) // 2 == expected  # n_times = 2 rows per score metric
+    assert not raw.duplicated(["cell_id", "seed", "metric", "t"]).any()
+    sample = raw[raw["metric"].isin(["sliced_w2", "mmd", "bures_w2"])]
+    assert sample["floor"].notna().all() and sample["ci_low"].notna().all()
+    assert (sample["ci_low"] <= sample["ci_high"]).all()
+    assert (raw["sample_s"] > 0).all() and (raw["nfe"] > 0).all()
+    heun = raw[(raw["sampler"] == "heun")]
+    assert (heun["nfe"] == 2 * heun["steps"]).all()
+
+
+def test_exact_and_score_metrics_are_right(first_run: tuple[Path, pd.DataFrame]) -> None:
+    _, frame = first_run
+    oracle = frame[(frame["metric"].isin(["score_mse", "score_mse_traj"])) & (frame["estimator"] == "oracle")]
+    assert (oracle["value"] == 0).all()
+    noisy = frame[(frame["metric"] == "score_mse") & (frame["estimator"] == "noisy")]
+    assert noisy["value"].sub(0.04).abs().max() < 1e-6  # eps^2
+    exact = frame[frame["metric"] == "exact_w2"]
+    target = sb.get_target("gaussian", dim=2, mean=[1.0, -1.0])
+    for row in exact.drop_duplicates("cell_id").itertuples():
+        process = sb.get_process(row.process)
+        sampler = sb.get_sampler("pf_ode", method="heun") if row.sampler == "heun" else sb.get_sampler("euler_maruyama")
+        law = sb.exact_output_law(sampler, sb.get_estimator("oracle").fit(target, process), process, row.steps)
+        assert row.value == pytest.approx(sb.gaussian_w2(law, sb.GaussianLaw.of(target)), rel=1e-12)
+
+
+def test_common_random_numbers(first_run: tuple[Path, pd.DataFrame]) -> None:
+    """Two labels for the same sampler share every random draw: identical numbers."""
+    _, frame = first_run
+    key = ["target", "process", "estimator", "steps", "seed", "metric", "t"]
+    a = frame[frame["sampler"] == "em"].set_index(key)["value"].sort_index()
+    b = frame[frame["sampler"] == "em_twin"].set_index(key)["value"].sort_index()
+    pd.testing.assert_series_equal(a, b)
+
+
+def test_same_suite_same_table_in_any_order(first_run: tuple[Path, pd.DataFrame]) -> None:
+    tmp, frame = first_run
+    suite = load_suite(write_suite(tmp))
+    run_suite(suite, tmp / "again", progress=False)
+    run_suite(suite, tmp / "reversed", progress=False, reverse=True)
+    pd.testing.assert_frame_equal(canonical(read_results(tmp / "again")), canonical(frame))
+    pd.testing.assert_frame_equal(canonical(read_results(tmp / "reversed")), canonical(frame))
+
+
+def test_provenance_sidecar(first_run: tuple[Path, pd.DataFrame]) -> None:
+    tmp, frame = first_run
+    info = json.loads((tmp / "a" / "provenance.json").read_text())
+    for key in ("git_sha", "git_dirty", "packages", "torch_cuda", "device", "cpu", "dtype", "seeds", "suite_sha256",
+                "metric_versions", "timestamp", "finished", "schema_version", "suite_text"):
+        assert key in info, key
+    assert info["run_id"] == frame["run_id"].iloc[0]
+    assert info["metric_versions"]["sliced_w2"] == "1"
+    assert info["packages"]["torch"]
+
+
+def test_resume_after_sigkill_loses_and_duplicates_nothing(first_run: tuple[Path, pd.DataFrame]) -> None:
+    tmp, frame = first_run
+    path = write_suite(tmp)
+    out = tmp / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scorebench.cli", "run", str(path), "--out", str(out), "--no-progress"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    table = out / "results.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if table.exists() and len(pd.read_csv(table)) >= 40:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = pd.read_csv(table)
+    assert 0 < partial["cell_id"].nunique() < frame["cell_id"].nunique(), "the kill should land mid-run"
+    assert main(["run", str(path), "--out", str(out), "--resume", "--no-progress"]) == 0
+    resumed = read_results(out)
+    assert not resumed.duplicated(["cell_id", "seed", "metric", "t"]).any()
+    pd.testing.assert_frame_equal(canonical(resumed), canonical(frame))
+    # a second resume has nothing left to do and changes nothing
+    assert main(["run", str(path), "--out", str(out), "--resume", "--no-progress"]) == 0
+    pd.testing.assert_frame_equal(canonical(read_results(out)), canonical(frame))
+
+
+def test_resume_refuses_a_changed_suite(tmp_path: Path, first_run: tuple[Path, pd.DataFrame]) -> None:
+    tmp, _ = first_run
+    changed = write_suite(tmp_path, SUITE.replace("seed = 7", "seed = 8"))
+    assert main(["run", str(changed), "--out", str(tmp / "a"), "--resume", "--no-progress"]) == 2
+    assert main(["run", str(write_suite(tmp_path, SUITE, "same.toml")), "--out", str(tmp / "a"), "--no-progress"]) == 2
+
+
+FAULTY = """
+[suite]
+name = "faulty"
+seed = 1
+device = "cpu"
+
+[targets.g2]
+name = "gaussian"
+dim = 2
+
+[processes.vp]
+
+[estimators.oracle]
+
+[samplers.em]
+name = "euler_maruyama"
+
+[samplers.unstable]
+name = "pc"
+step_size = 10.0
+corrector_steps = 3
+
+[metrics]
+sliced_w2 = {}
+mean_error = {}
+
+[[grid]]
+steps = [40]
+n_samples = [100]
+seeds = [0, 1]
+"""
+
+
+def test_a_diverging_sampler_is_recorded_and_the_run_goes_on(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = write_suite(tmp_path, FAULTY, "faulty.toml")
+    code = main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"])
+    assert code == 1  # some cells failed
+    frame = read_results(tmp_path / "out")
+    bad = frame[frame["sampler"] == "unstable"]
+    good = frame[frame["sampler"] == "em"]
+    assert (bad["status"] == "diverged").all() and bad["value"].isna().all()
+    assert bad["message"].str.contains("non-finite|exploded").all()
+    assert (good["status"] == "ok").all() and good["value"].notna().all()
+    assert "failed rows" in capsys.readouterr().out
+
+
+def test_an_exception_in_a_cell_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scorebench.samplers import SAMPLERS, EulerMaruyama
+
+    class Broken(EulerMaruyama):
+        def step(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            raise RuntimeError("deliberately broken step")
+
+    monkeypatch.setitem(SAMPLERS._factories, "broken_for_test", Broken)
+    text = FAULTY.replace('name = "pc"\nstep_size = 10.0\ncorrector_steps = 3', 'name = "broken_for_test"')
+    summary = run_suite(load_suite(write_suite(tmp_path, text, "broken.toml")), tmp_path / "out", progress=False)
+    frame = read_results(tmp_path / "out")
+    bad = frame[frame["sampler"] == "unstable"]
+    assert (bad["status"] == "error").all()
+    assert bad["message"].str.contains("RuntimeError: deliberately broken step").all()
+    assert (frame[frame["sampler"] == "em"]["status"] == "ok").all()
+    assert summary.exit_code == 1
+
+
+def test_migration_of_an_older_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      first_run: tuple[Path, pd.DataFrame]) -> None:
+    _, frame = first_run
+    old = frame.rename(columns={"value": "metric_value"}).drop(columns=["floor"])
+    old["schema_version"] = SCHEMA_VERSION - 1
+    old.to_csv(tmp_path / "results.csv", index=False)
+    with pytest.raises(ResultsError, match=f"no migration from schema version {SCHEMA_VERSION - 1}"):
+        read_results(tmp_path)
+
+    def upgrade(df: pd.DataFrame) -> pd.DataFrame:
+        return df.rename(columns={"metric_value": "value"}).assign(floor=float("nan"))
+
+    monkeypatch.setitem(MIGRATIONS, SCHEMA_VERSION - 1, upgrade)
+    migrated = read_results(tmp_path)
+    assert (migrated["schema_version"] == SCHEMA_VERSION).all()
+    pd.testing.assert_series_equal(migrated["value"], frame["value"])
+    newer = frame.assign(schema_version=SCHEMA_VERSION + 1)
+    newer.to_csv(tmp_path / "results.csv", index=False)
+    with pytest.raises(ResultsError, match="newer than this scorebench reads"):
+        read_results(tmp_path)
+
+
+def test_cli_validate_show_and_list(first_run: tuple[Path, pd.DataFrame], capsys: pytest.CaptureFixture) -> None:
+    tmp, _ = first_run
+    assert main(["validate", str(write_suite(tmp))]) == 0
+    assert "ok: suite 'tiny'" in capsys.readouterr().out
+    assert main(["show", str(tmp / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "sliced_w2" in out and "heun" in out
+    assert main(["show", str(tmp / "a"), "--metric", "score_mse"]) == 0
+    assert "score_mse@t=" in capsys.readouterr().out
+    assert main(["list", "metrics"]) == 0
+    assert "sliced_w2:" in capsys.readouterr().out
+    assert main(["validate", str(tmp / "missing.toml")]) == 2
+    assert main(["show", str(tmp / "nothing-here")]) == 2
+
+
+def test_quick_smoke_suite_from_the_cli(tmp_path: Path) -> None:
+    """The shipped smoke suite, reduced by --quick, through the installed console script."""
+    result = subprocess.run(
+        ["scorebench", "run", str(ROOT / "suites" / "smoke.toml"), "--quick", "--out", str(tmp_path / "smoke"),
+         "--no-progress"], capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "time: fit" in result.stdout
+    frame = pd.read_csv(tmp_path / "smoke" / "results.csv")
+    assert (frame["status"] == "ok").all()
+    assert set(frame["sampler"]) == {"em", "ei", "ode_euler", "ode_heun", "pc", "ddpm"}
