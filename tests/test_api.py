@@ -102,11 +102,11 @@ def test_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert "condition_number: float = 10.0" in capsys.readouterr().out
 
 
-def test_cli_run(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert main(["run", str(ROOT / "suites" / "smoke.toml")]) == 0
-    assert "no suite runner yet" in capsys.readouterr().out
+def test_cli_run_bad_input(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["run", str(tmp_path / "missing.toml")]) == 2
     assert "not found" in capsys.readouterr().err
+    assert main(["run", str(ROOT / "suites" / "smoke.toml"), "--device", "tpu"]) == 2
+    assert "allowed: auto, cpu, cuda, cuda:N" in capsys.readouterr().err
 
 
 def test_console_script_is_installed() -> None:
