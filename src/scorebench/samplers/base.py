@@ -66,6 +66,9 @@ class Sampler(ABC):
     noise_per_step: int = 1
     noise_removal: bool = False
 
+    def __init__(self, noise_removal: bool = False) -> None:
+        self.noise_removal = bool(noise_removal)
+
     @property
     def name(self) -> str:
         return self.registered_name or type(self).__name__.lower()

@@ -39,8 +39,8 @@ class DDPM(Sampler):
     def __init__(self, variance: str = "upper", noise_removal: bool = False) -> None:
         if variance not in DDPM_VARIANCES:
             raise ValueError(f"ddpm: unknown variance {variance!r}; allowed: {', '.join(DDPM_VARIANCES)}")
+        super().__init__(noise_removal)
         self.variance = variance
-        self.noise_removal = bool(noise_removal)
 
     def step(
         self, score: ScoreModel, process: ForwardProcess, x: Tensor, t: float, t_next: float,

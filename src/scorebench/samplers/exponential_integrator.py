@@ -28,9 +28,6 @@ class ExponentialIntegrator(Sampler):
 
     noise_per_step = 1
 
-    def __init__(self, noise_removal: bool = False) -> None:
-        self.noise_removal = bool(noise_removal)
-
     def step(
         self, score: ScoreModel, process: ForwardProcess, x: Tensor, t: float, t_next: float,
         noise: Tensor | None,

@@ -59,7 +59,7 @@ class PredictorCorrector(Sampler):
         self.corrector_steps = corrector_steps
         self.step_size = None if step_size is None else float(step_size)
         self.snr_norm = snr_norm
-        self.noise_removal = bool(noise_removal)
+        super().__init__(noise_removal)
         self.noise_per_step = corrector_steps + 1
 
     @property
