@@ -175,16 +175,19 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(first_run: tuple[Path
         [sys.executable, "-m", "scorebench.cli", "run", str(path), "--out", str(out), "--no-progress"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    table = out / "results.csv"
+    done = out / "cells.done"
     deadline = time.time() + 120
     while time.time() < deadline:
-        if table.exists() and len(pd.read_csv(table)) >= 40:
+        if done.exists() and len(done.read_text().splitlines()) >= 5:
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    partial = pd.read_csv(table)
+    partial = read_results(out)
     assert 0 < partial["cell_id"].nunique() < frame["cell_id"].nunique(), "the kill should land mid-run"
+    # every finished cell is complete, with exactly the rows of the uninterrupted run
+    expected = canonical(frame[frame["cell_id"].isin(set(partial["cell_id"]))]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(canonical(partial), expected)
     assert main(["run", str(path), "--out", str(out), "--resume", "--no-progress"]) == 0
     resumed = read_results(out)
     assert not resumed.duplicated(["cell_id", "seed", "metric", "t"]).any()
@@ -198,7 +201,27 @@ def test_resume_refuses_a_changed_suite(tmp_path: Path, first_run: tuple[Path, p
     tmp, _ = first_run
     changed = write_suite(tmp_path, SUITE.replace("seed = 7", "seed = 8"))
     assert main(["run", str(changed), "--out", str(tmp / "a"), "--resume", "--no-progress"]) == 2
-    assert main(["run", str(write_suite(tmp_path, SUITE, "same.toml")), "--out", str(tmp / "a"), "--no-progress"]) == 2
+    same = write_suite(tmp_path, SUITE, "same.toml")
+    assert main(["run", str(same), "--out", str(tmp / "a"), "--no-progress"]) == 2  # would overwrite
+    assert main(["run", str(same), "--out", str(tmp / "a"), "--resume", "--quick", "--no-progress"]) == 2
+
+
+def test_torn_write_is_repaired_on_resume(tmp_path: Path, first_run: tuple[Path, pd.DataFrame]) -> None:
+    """A process killed inside a write leaves a partial cell and a torn last line: reopening
+    drops both, and resuming reruns that cell."""
+    tmp, frame = first_run
+    import shutil
+
+    out = tmp_path / "torn"
+    shutil.copytree(tmp / "a", out)
+    done = (out / "cells.done").read_text().splitlines()
+    last = done[-1]
+    (out / "cells.done").write_text("".join(f"{c}\n" for c in done[:-1]))  # the last cell never finished
+    text = (out / "results.csv").read_text()
+    (out / "results.csv").write_text(text[: len(text) - 25])  # and its last line is torn
+    assert last not in set(read_results(out)["cell_id"])
+    assert main(["run", str(write_suite(tmp)), "--out", str(out), "--resume", "--no-progress"]) == 0
+    pd.testing.assert_frame_equal(canonical(read_results(out)), canonical(frame))
 
 
 FAULTY = """
@@ -262,6 +285,46 @@ def test_an_exception_in_a_cell_is_recorded(tmp_path: Path, monkeypatch: pytest.
     assert (bad["status"] == "error").all()
     assert bad["message"].str.contains("RuntimeError: deliberately broken step").all()
     assert (frame[frame["sampler"] == "em"]["status"] == "ok").all()
+    assert summary.exit_code == 1
+
+
+def test_identifiers_stay_strings(tmp_path: Path) -> None:
+    """Labels that look like numbers or missing values survive the round trip."""
+    text = SUITE.replace("[targets.g2]", "[targets.NA]").replace("[targets.ring]", "[targets.1e5]")
+    text = text.replace('targets = ["g2"]', 'targets = ["NA"]')
+    path = write_suite(tmp_path, text.replace("seeds = [0, 1, 2]", "seeds = [0]"))
+    run_suite(load_suite(path), tmp_path / "out", progress=False)
+    frame = read_results(tmp_path / "out")
+    assert set(frame["target"]) == {"NA", "1e5"}
+    raw = pd.read_csv(tmp_path / "out" / "results.csv", dtype={"cell_id": str}, keep_default_na=False)
+    assert set(raw["cell_id"]) == set(frame["cell_id"])
+
+
+def test_single_seed_cells_get_bootstrap_and_exact_intervals(tmp_path: Path) -> None:
+    path = write_suite(tmp_path, SUITE.replace("seeds = [0, 1, 2]", "seeds = [4]"))
+    run_suite(load_suite(path), tmp_path / "out", progress=False, bootstrap=30)
+    frame = read_results(tmp_path / "out")
+    sample = frame[frame["metric"].isin(["sliced_w2", "bures_w2"])]
+    assert sample["ci_low"].notna().all() and (sample["ci_low"] < sample["ci_high"]).all()
+    exact = frame[frame["metric"] == "exact_w2"]
+    assert (exact["ci_low"] == exact["value"]).all() and (exact["ci_high"] == exact["value"]).all()
+
+
+def test_a_non_finite_metric_value_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scorebench.metrics import METRICS, MeanError
+
+    class NaNMetric(MeanError):
+        def compute(self, x, mean, cov):  # type: ignore[no-untyped-def]
+            return float("nan")
+
+    monkeypatch.setitem(METRICS._factories, "nan_for_test", NaNMetric)
+    text = FAULTY.replace("mean_error = {}", "nan_for_test = {}")
+    text = text.replace('name = "pc"\nstep_size = 10.0\ncorrector_steps = 3', 'name = "ddpm"')
+    summary = run_suite(load_suite(write_suite(tmp_path, text, "nan.toml")), tmp_path / "out", progress=False)
+    frame = read_results(tmp_path / "out")
+    bad = frame[frame["metric"] == "nan_for_test"]
+    assert (bad["status"] == "error").all() and bad["message"].str.contains("returned nan").all()
+    assert (frame[frame["metric"] == "sliced_w2"]["status"] == "ok").all()
     assert summary.exit_code == 1
 
 

@@ -67,6 +67,16 @@ def pivot(frame: pd.DataFrame, values: str = "value", metric: str | None = None)
     return table
 
 
+def floor_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean noise floor per target and sample size x metric (floors do not depend on the sampler)."""
+    df = frame[(frame["status"] == "ok") & frame["floor"].notna() & (frame["floor"] != 0)]
+    if df.empty:
+        return pd.DataFrame()
+    table = df.pivot_table(index=["target", "n_samples"], columns="metric", values="floor", aggfunc="mean")
+    table.columns.name = None
+    return table
+
+
 def format_summary(summary: RunSummary, frame: pd.DataFrame, max_lines: int = 30) -> str:
     total = summary.fit_s + summary.sample_s + summary.metric_s + summary.floor_s
     share = (summary.metric_s + summary.floor_s) / total if total > 0 else 0.0
@@ -79,12 +89,18 @@ def format_summary(summary: RunSummary, frame: pd.DataFrame, max_lines: int = 30
         f"+ noise floors {summary.floor_s:.2f} s (metrics {100 * share:.0f}% of compute), "
         f"wall {summary.wall_s:.1f} s",
     ]
-    if len(frame):
+    table = pivot(frame)
+    if len(table):
         with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 4):
-            text = pivot(frame).to_string().splitlines()
+            text = table.to_string().splitlines()
+            floors = floor_table(frame).to_string().splitlines()
         if len(text) > max_lines:
             text = [*text[:max_lines], f"... ({len(text) - max_lines} more lines: scorebench show {summary.run_dir})"]
-        lines += ["", "mean over seeds:", *text]
+        lines += ["", "mean over seeds (blank: metric not in that cell's grid):", *text]
+        if floors:
+            lines += ["", "noise floors (the metric between two target samples; mean over seeds):", *floors]
+    else:
+        lines += ["", "no finished rows with status ok"]
     if summary.failures:
         lines += ["", f"{len(summary.failures)} failed rows:"]
         lines += [f"  {f}" for f in summary.failures[:20]]
@@ -112,6 +128,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     frame = read_results(args.results)
+    if args.metric is not None and args.metric not in set(frame["metric"]):
+        available = ", ".join(sorted(set(frame["metric"])))
+        print(f"scorebench show: no metric {args.metric!r} in {args.results}; available: {available}", file=sys.stderr)
+        return 2
     table = pivot(frame, args.values, args.metric)
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_rows", 500,
                            "display.precision", 4):

@@ -48,6 +48,12 @@ def _as_time(t: Time) -> Tensor:
     return torch.tensor(float(t), dtype=torch.float64)
 
 
+def _check_numbers(name: str, **values: object) -> None:
+    for what, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"process {name!r}: {what} must be a number, got {value!r}")
+
+
 class ForwardProcess(ABC):
     """A linear forward SDE ``dX = f(t) X dt + g(t) dW`` on ``[0, T]``.
 
@@ -61,6 +67,7 @@ class ForwardProcess(ABC):
     prior_std: float = 1.0
 
     def __init__(self, T: float, t_min: float) -> None:
+        _check_numbers(self.name, T=T, t_min=t_min)
         T, t_min = float(T), float(t_min)
         if not (math.isfinite(T) and math.isfinite(t_min)) or not 0.0 <= t_min < T:
             raise ValueError(
@@ -194,6 +201,7 @@ class VP(ForwardProcess):
         self, beta_min: float = 0.1, beta_max: float = 20.0, T: float = 1.0, t_min: float = 1e-3
     ) -> None:
         super().__init__(T, t_min)
+        _check_numbers(self.name, beta_min=beta_min, beta_max=beta_max)
         if not (beta_min > 0 and beta_max >= beta_min and math.isfinite(beta_max)):
             raise ValueError(
                 f"process {self.name!r}: need 0 < beta_min <= beta_max, "
@@ -273,6 +281,7 @@ class VE(ForwardProcess):
         self, sigma_min: float = 0.01, sigma_max: float = 50.0, T: float = 1.0, t_min: float = 1e-5
     ) -> None:
         super().__init__(T, t_min)
+        _check_numbers(self.name, sigma_min=sigma_min, sigma_max=sigma_max)
         if not (0 < sigma_min < sigma_max and math.isfinite(sigma_max)):
             raise ValueError(
                 f"process {self.name!r}: need 0 < sigma_min < sigma_max, "

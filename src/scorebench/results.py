@@ -88,34 +88,100 @@ def conform(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+STRING_COLUMNS = [c for c, t in COLUMNS.items() if t == "string"]
+NUMERIC_COLUMNS = [c for c, t in COLUMNS.items() if t != "string"]
+DONE_FILE = "cells.done"
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """Strings stay strings (a cell id like ``1e5`` or a label ``NA`` is not a number or a
+    missing value); only numeric columns treat empty fields and ``nan`` as missing."""
+    with open(path, newline="") as fh:
+        header = fh.readline().strip().split(",")
+    return pd.read_csv(
+        path,
+        dtype={c: "string" for c in STRING_COLUMNS if c in header},
+        keep_default_na=False,
+        na_values={c: ["", "nan", "NaN"] for c in NUMERIC_COLUMNS if c in header},
+    )
+
+
+def _read_done(run_dir: Path) -> set[str] | None:
+    path = run_dir / DONE_FILE
+    if not path.is_file():
+        return None
+    return {line for line in path.read_text().splitlines() if line}
+
+
+def _append(path: Path, text: str) -> None:
+    with open(path, "a") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 class ResultTable:
-    """The result table of one run directory, appended to cell by cell."""
+    """The result table of one run directory, appended to cell by cell.
+
+    Each finished cell's rows are appended to ``results.csv`` in one write and synced to
+    disk, then its id is appended to ``cells.done``.  A run killed at any moment therefore
+    leaves every finished cell in the table; rows of a cell that was being written when the
+    process died are not in ``cells.done`` and are dropped when the table is reopened.
+    """
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / TABLE_FILE
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.frame = read_results(self.path) if self.path.exists() else pd.DataFrame(
-            {c: pd.Series(dtype=t) for c, t in COLUMNS.items()}
-        )
+        self.done: set[str] = set()
+        if self.path.exists():
+            self._repair()
+        else:
+            atomic_write_text(self.path, ",".join(COLUMNS) + "\n")
+            atomic_write_text(self.run_dir / DONE_FILE, "")
+
+    def _repair(self) -> None:
+        """Cut a torn last line and drop rows of cells that never finished."""
+        raw = self.path.read_bytes()
+        if raw and not raw.endswith(b"\n"):
+            raw = raw[: raw.rfind(b"\n") + 1]
+            tmp = self.path.with_name(f".{self.path.name}.repair")
+            tmp.write_bytes(raw)
+            os.replace(tmp, self.path)
+        frame = read_results(self.path, complete_only=False)
+        done = _read_done(self.run_dir)
+        self.done = set(frame["cell_id"]) if done is None else done
+        keep = frame["cell_id"].isin(self.done)
+        if not keep.all():
+            atomic_write_text(self.path, frame[keep].to_csv(index=False))
 
     def finished_cells(self) -> set[str]:
-        return set(self.frame["cell_id"].astype(str))
+        return set(self.done)
 
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
         new = conform(pd.DataFrame(list(rows)))
-        self.frame = new if self.frame.empty else pd.concat([self.frame, new], ignore_index=True)
-        atomic_write_text(self.path, self.frame.to_csv(index=False))
+        if new.empty:
+            return
+        _append(self.path, new.to_csv(index=False, header=False))
+        cells = list(dict.fromkeys(new["cell_id"]))
+        _append(self.run_dir / DONE_FILE, "".join(f"{c}\n" for c in cells))
+        self.done.update(cells)
 
 
-def read_results(path: str | Path) -> pd.DataFrame:
-    """Load a result table (a ``results.csv`` or a run directory), migrating old schemas."""
+def read_results(path: str | Path, complete_only: bool = True) -> pd.DataFrame:
+    """Load a result table (a ``results.csv`` or a run directory), migrating old schemas.
+
+    Rows of cells that a killed run did not finish are left out (``complete_only``)."""
     path = Path(path)
     if path.is_dir():
         path = path / TABLE_FILE
     if not path.is_file():
         raise ResultsError(f"{path}: no result table here")
-    df = pd.read_csv(path, keep_default_na=True)
+    df = _read_csv(path)
+    if complete_only:
+        done = _read_done(path.parent)
+        if done is not None and "cell_id" in df.columns:
+            df = df[df["cell_id"].isin(done)].reset_index(drop=True)
     if "schema_version" not in df.columns:
         raise ResultsError(f"{path}: not a scorebench result table (no schema_version column)")
     versions = set(df["schema_version"].dropna().astype(int))

@@ -14,7 +14,9 @@
   NaN/inf or exploding particles becomes rows with status ``error``, ``oom`` or
   ``diverged`` and the message; the run goes on.  Rows are written after every cell.
 * **Confidence intervals.** Each (cell, metric) gets a Student-t 95% interval of the mean
-  over its seeds (``ci_low``/``ci_high``, NaN with fewer than two finished seeds).
+  over its seeds; a cell with a single seed gets a percentile bootstrap interval over its
+  particles (sample and moment metrics); exact-law metrics have no sampling noise and a
+  zero-width interval.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from tqdm import tqdm
 from .device import resolve_device
 from .metrics import METRICS
 from .processes import time_grid
-from .results import SCHEMA_VERSION, ResultTable, provenance, read_provenance, write_provenance
+from .results import SCHEMA_VERSION, ResultTable, provenance, read_provenance, read_results, write_provenance
 from .suite import Cell, Suite, SuiteError, derive_seed
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -66,30 +68,42 @@ def _sync(device: torch.device) -> None:
 
 
 class PeakMemory:
-    """Peak memory of a region: CUDA allocator peak, or the process's VmHWM on Linux."""
+    """Extra memory a region needed: the peak above the level at :meth:`reset`.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` minus the bytes allocated at reset.  CPU (Linux):
+    the process's peak resident set ``VmHWM`` (reset to the current resident set through
+    ``/proc/self/clear_refs``) minus ``VmRSS`` at reset.  NaN where neither is available.
+    """
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
+        self.base = math.nan
 
-    def reset(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-            return
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            pass
-
-    def read(self) -> float:
-        if self.device.type == "cuda":
-            return float(torch.cuda.max_memory_allocated(self.device))
+    @staticmethod
+    def _status(field: str) -> float:
         try:
             for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return float(line.split()[1]) * 1024
         except OSError:
             pass
         return math.nan
+
+    def reset(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = float(torch.cuda.memory_allocated(self.device))
+            return
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            self.base = self._status("VmRSS")
+        except OSError:
+            self.base = math.nan
+
+    def read(self) -> float:
+        if self.device.type == "cuda":
+            return float(torch.cuda.max_memory_allocated(self.device)) - self.base
+        return max(self._status("VmHWM") - self.base, 0.0)
 
 
 @dataclass
@@ -147,8 +161,10 @@ class Runner:
         quick: bool = False,
         progress: bool = True,
         reverse: bool = False,
+        bootstrap: int = 50,
     ) -> None:
         self.suite = suite.quick() if quick else suite
+        self.bootstrap = bootstrap
         self.quick = quick
         self.run_dir = Path(run_dir)
         self.device = resolve_device(device or suite.device)
@@ -173,8 +189,13 @@ class Runner:
     def _generator(self, *parts: Any) -> torch.Generator:
         return torch.Generator(self.device).manual_seed(derive_seed(self.suite.seed, *parts))
 
-    def _fit(self, cell: Cell, seed: int) -> tuple[Any, float]:
+    def _fit(self, cell: Cell, seed: int) -> tuple[Any, float, bool]:
+        """The fitted score model, its fit seconds, and whether it was fitted just now."""
+        fresh = False
+
         def make() -> tuple[Any, float]:
+            nonlocal fresh
+            fresh = True
             target, process = self._obj("targets", cell.target), self._obj("processes", cell.process)
             estimator = self.suite.build("estimators", cell.estimator)
             gen = self._generator("fit", self._spec(cell, "targets"), self._spec(cell, "processes"),
@@ -185,7 +206,8 @@ class Runner:
             _sync(self.device)
             return model, time.perf_counter() - t0
 
-        return self._fits.get_or((cell.target, cell.process, cell.estimator, seed), make)
+        model, seconds = self._fits.get_or((cell.target, cell.process, cell.estimator, seed), make)
+        return model, seconds, fresh
 
     def _spec(self, cell: Cell, section: str) -> dict[str, Any]:
         label = {"targets": cell.target, "processes": cell.process,
@@ -224,8 +246,10 @@ class Runner:
         traj = [m for m in metrics.values() if m.kind == "trajectory"]
         states: list[tuple[float, torch.Tensor]] = []
         try:
-            score, fit_s = self._fit(cell, seed)
+            score, fit_s, fresh = self._fit(cell, seed)
             base["fit_s"] = fit_s
+            if fresh:
+                summary.fit_s += fit_s
             score.reset_counts()
             grid = time_grid(process, cell.steps, cell.time_grid)
             record = set().union(*(m.record_steps(cell.steps) for m in traj)) if traj else set()
@@ -247,8 +271,8 @@ class Runner:
             base["sample_s"] = time.perf_counter() - t0
             base["peak_mem_bytes"] = self._mem.read()
             base["nfe"] = result.nfe
-            summary.fit_s += fit_s
             summary.sample_s += base["sample_s"]
+            y1, y2 = self._references(cell, seed)
         except torch.cuda.OutOfMemoryError as exc:
             torch.cuda.empty_cache()
             return self._failed_rows(cell, seed, base, "oom", f"out of memory: {exc}".splitlines()[0])
@@ -256,7 +280,6 @@ class Runner:
             return self._failed_rows(cell, seed, base, "error", f"{type(exc).__name__}: {exc}")
 
         x = result.samples
-        y1, y2 = self._references(cell, seed)
         bad = (~torch.isfinite(x)).any(dim=1)
         if bad.any():
             return self._failed_rows(cell, seed, base, "diverged",
@@ -269,8 +292,15 @@ class Runner:
         rows = []
         for name, metric in metrics.items():
             try:
-                rows.extend(self._metric_rows(cell, seed, base, name, metric, x, y1, y2, score, sampler,
-                                              grid, states, summary))
+                for row in self._metric_rows(cell, seed, base, name, metric, x, y1, y2, score, sampler,
+                                             grid, states, summary):
+                    if not math.isfinite(row["value"]):
+                        row.update(status="error", message=f"metric {name!r} returned {row['value']}")
+                    rows.append(row)
+            except torch.cuda.OutOfMemoryError as exc:
+                torch.cuda.empty_cache()
+                rows.append({**base, "metric": name, "status": "oom",
+                             "message": f"metric {name!r}: out of memory: {exc}".splitlines()[0]})
             except Exception as exc:
                 rows.append({**base, "metric": name, "status": "error",
                              "message": f"metric {name!r} failed: {type(exc).__name__}: {exc}"})
@@ -282,17 +312,24 @@ class Runner:
         target, process = self._obj("targets", cell.target), self._obj("processes", cell.process)
         mgen = lambda: self._generator("metric", name, self.suite.metrics[name],  # noqa: E731
                                        self._spec(cell, "targets"), cell.n_samples, seed)
+        floor_s_before = summary.floor_s
         t0 = time.perf_counter()
         floor = math.nan
+        interval = (math.nan, math.nan)
+        single_seed = len(self.suite.seeds_of(cell)) == 1
         if metric.kind == "sample":
-            value = metric(x.double(), y1.to(x.device), mgen())
-            floor = self._floor(cell, seed, name, lambda: metric(y2.to(x.device), y1.to(x.device), mgen()),
-                                summary)
+            y1d = y1.to(x.device)
+            value = metric(x.double(), y1d, mgen())
+            floor = self._floor(cell, seed, name, lambda: metric(y2.to(x.device), y1d, mgen()), summary)
             values = [(math.nan, value)]
+            if single_seed:
+                interval = self._bootstrap(lambda xb: metric(xb, y1d, mgen()), x.double(), seed, name)
         elif metric.kind == "moment":
             mean, cov = target.moments()
             values = [(math.nan, metric(x, mean, cov))]
             floor = self._floor(cell, seed, name, lambda: metric(y2, mean, cov), summary)
+            if single_seed:
+                interval = self._bootstrap(lambda xb: metric(xb, mean, cov), x.double(), seed, name)
         elif metric.kind == "score":
             values = metric.compute(score, target, process, min(cell.n_samples, 2000), mgen())
         elif metric.kind == "trajectory":
@@ -303,10 +340,27 @@ class Runner:
                 self._exact[key] = metric.compute(sampler, score, process, grid, target)
             values = [(math.nan, self._exact[key])]
             floor = 0.0
-        elapsed = time.perf_counter() - t0
+            interval = (values[0][1], values[0][1])  # no sampling noise: the interval is the value
+        elapsed = time.perf_counter() - t0 - (summary.floor_s - floor_s_before)
         summary.metric_s += elapsed
-        return [{**base, "metric": name, "t": t, "value": v, "floor": floor, "metric_s": elapsed}
+        return [{**base, "metric": name, "t": t, "value": v, "floor": floor, "metric_s": elapsed,
+                 "ci_low": interval[0], "ci_high": interval[1], "_exact": metric.kind == "exact"}
                 for t, v in values]
+
+    def _bootstrap(self, compute: Callable[[torch.Tensor], float], x: torch.Tensor, seed: int,
+                   name: str) -> tuple[float, float]:
+        """Percentile 95% interval over ``self.bootstrap`` resamples of the particles (used
+        when a cell has a single seed, so no across-seed interval exists)."""
+        if self.bootstrap < 2:
+            return math.nan, math.nan
+        gen = self._generator("bootstrap", name, seed)
+        n = x.shape[0]
+        stats_ = []
+        for _ in range(self.bootstrap):
+            idx = torch.randint(0, n, (n,), generator=gen, device=gen.device).to(x.device)
+            stats_.append(compute(x[idx]))
+        q = torch.tensor(stats_, dtype=torch.float64).quantile(torch.tensor([0.025, 0.975], dtype=torch.float64))
+        return float(q[0]), float(q[1])
 
     def _floor(self, cell: Cell, seed: int, name: str, compute: Callable[[], float], summary: RunSummary) -> float:
         key = (cell.target, cell.n_samples, seed, name)
@@ -318,10 +372,11 @@ class Runner:
 
     @staticmethod
     def add_intervals(rows: list[dict[str, Any]]) -> None:
-        """Student-t 95% interval of the mean over seeds, per (metric, t)."""
+        """Student-t 95% interval of the mean over seeds, per (metric, t).  Exact-law metrics
+        keep their zero-width interval; single-seed cells keep their bootstrap interval."""
         groups: dict[tuple, list[dict]] = {}
         for r in rows:
-            if r["status"] == "ok" and math.isfinite(r["value"]):
+            if r["status"] == "ok" and math.isfinite(r["value"]) and not r.get("_exact"):
                 groups.setdefault((r["metric"], -1.0 if math.isnan(r["t"]) else r["t"]), []).append(r)
         for members in groups.values():
             k = len(members)
@@ -348,12 +403,17 @@ class Runner:
         if previous and not self.resume:
             raise SuiteError(f"{self.run_dir} already holds a run; use --resume or another --out")
         if self.resume and previous:
-            if previous.get("suite_sha256") != self.suite.sha256 or previous.get("quick") != self.quick:
-                raise SuiteError(
-                    f"--resume: {self.run_dir} was made from a different suite file or --quick setting; "
-                    "start a new run"
-                )
+            for key, now in (("suite_sha256", self.suite.sha256), ("quick", self.quick),
+                             ("device", str(self.device))):
+                if previous.get(key) != now:
+                    raise SuiteError(
+                        f"--resume: {self.run_dir} was made with {key} = {previous.get(key)!r}, this run has "
+                        f"{now!r}; resume with the same suite file, --quick and --device, or start a new run"
+                    )
             self.run_id = previous["run_id"]
+            fresh = provenance({})
+            session = {k: fresh[k] for k in ("timestamp", "git_sha", "git_dirty", "packages", "hostname")}
+            previous = {**previous, "resumed": [*previous.get("resumed", []), session]}
         else:
             self.run_id = self.run_dir.name
         table = ResultTable(self.run_dir)
@@ -376,7 +436,7 @@ class Runner:
         for cell in bar:
             bar.set_postfix_str(f"{cell.target}/{cell.process}/{cell.estimator}/{cell.sampler}/{cell.steps}")
             table.append(self.run_cell(cell, summary))
-        frame = table.frame
+        frame = read_results(self.run_dir)
         summary.rows = len(frame)
         summary.status_counts = frame["status"].value_counts().to_dict()
         failed = frame[frame["status"] != "ok"]
@@ -401,8 +461,9 @@ def run_suite(
     quick: bool = False,
     progress: bool = True,
     reverse: bool = False,
+    bootstrap: int = 50,
 ) -> RunSummary:
     """Run ``suite`` and return its summary (see :class:`Runner`)."""
     run_dir = resolve_run_dir(suite, out, resume)
     return Runner(suite, run_dir, device=device, resume=resume, quick=quick, progress=progress,
-                  reverse=reverse).run()
+                  reverse=reverse, bootstrap=bootstrap).run()

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import METRICS, SampleMetric
+from .base import METRICS, SampleMetric, _positive_real
 
 _BLOCK = 2048
 
@@ -31,9 +31,9 @@ def pair_mean(x: Tensor, y: Tensor, kernel: Callable[[Tensor], Tensor], same: bo
     return total / pairs
 
 
-def median_sq_distance(x: Tensor, y: Tensor, generator: torch.Generator, max_points: int = 500) -> float:
-    """Median squared distance over the pooled sample (a random subset of ``max_points``)."""
-    pooled = torch.cat([x, y])
+def median_sq_distance(y: Tensor, generator: torch.Generator, max_points: int = 500) -> float:
+    """Median squared pairwise distance of ``y`` (a random subset of ``max_points``)."""
+    pooled = y
     if pooled.shape[0] > max_points:
         idx = torch.randperm(pooled.shape[0], generator=generator, device=generator.device)[:max_points]
         pooled = pooled[idx.to(pooled.device)]
@@ -49,18 +49,22 @@ class MMD(SampleMetric):
 
         MMD^2_u = mean_{i != j} k(x_i, x_j) + mean_{i != j} k(y_i, y_j) - 2 mean_{i, j} k(x_i, y_j).
 
-    ``l`` is the median squared distance of the pooled sample (median heuristic) unless
-    ``bandwidth`` is given.  Unbiased, so it can be slightly negative when the laws agree.
+    ``l`` is the median squared pairwise distance of the reference sample ``y`` (median
+    heuristic) unless ``bandwidth`` is given: the kernel then depends on the target only, so
+    a value, its noise floor and every sampler of a cell are measured with the same kernel.
+    Unbiased, so it can be slightly negative when the laws agree.
     """
 
     def __init__(self, bandwidth: float | None = None) -> None:
-        if bandwidth is not None and not bandwidth > 0:
-            raise ValueError(f"mmd: bandwidth must be positive or None (median heuristic), got {bandwidth!r}")
+        if bandwidth is not None and not _positive_real(bandwidth):
+            raise ValueError(
+                f"mmd: bandwidth must be a positive finite number or None (median heuristic), got {bandwidth!r}"
+            )
         self.bandwidth = bandwidth
 
     def compute(self, x: Tensor, y: Tensor, generator: torch.Generator) -> float:
         x, y = x.double(), y.double().to(x.device)
-        ell = self.bandwidth if self.bandwidth is not None else median_sq_distance(x, y, generator)
+        ell = self.bandwidth if self.bandwidth is not None else median_sq_distance(y, generator)
         ell = max(ell, 1e-12)
 
         def k(dist: Tensor) -> Tensor:

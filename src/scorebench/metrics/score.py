@@ -64,8 +64,10 @@ class TrajectoryScoreMSE(Metric):
     def __init__(self, n_times: int = 5, max_particles: int = 1000) -> None:
         if isinstance(n_times, bool) or not isinstance(n_times, int) or n_times < 1:
             raise ValueError(f"score_mse_traj: n_times must be a positive integer, got {n_times!r}")
+        if isinstance(max_particles, bool) or not isinstance(max_particles, int) or max_particles < 1:
+            raise ValueError(f"score_mse_traj: max_particles must be a positive integer, got {max_particles!r}")
         self.n_times = n_times
-        self.max_particles = int(max_particles)
+        self.max_particles = max_particles
 
     def record_steps(self, steps: int) -> set[int]:
         """Step indices (1-based) at which to record the particles."""

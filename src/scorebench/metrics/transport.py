@@ -9,7 +9,7 @@ import ot
 import torch
 from torch import Tensor
 
-from .base import METRICS, SampleMetric
+from .base import METRICS, SampleMetric, _positive_int, _positive_real
 
 
 @METRICS.register("w2")
@@ -24,7 +24,7 @@ class W2(SampleMetric):
     alternatives = ("sliced_w2", "sinkhorn")
 
     def __init__(self, max_samples: int = 5000) -> None:
-        if isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 2:
+        if not (_positive_int(max_samples) and max_samples >= 2):
             raise ValueError(f"w2: max_samples must be an integer >= 2, got {max_samples!r}")
         self.max_samples = max_samples
 
@@ -50,7 +50,7 @@ class SlicedW2(SampleMetric):
     """
 
     def __init__(self, n_projections: int = 128) -> None:
-        if isinstance(n_projections, bool) or not isinstance(n_projections, int) or n_projections < 1:
+        if not _positive_int(n_projections):
             raise ValueError(f"sliced_w2: n_projections must be a positive integer, got {n_projections!r}")
         self.n_projections = n_projections
 
@@ -69,7 +69,7 @@ class SlicedW2(SampleMetric):
         return {**super().describe(), "n_projections": self.n_projections}
 
 
-def _entropic_ot(cost: Tensor, eps_schedule: list[float]) -> Tensor:
+def _entropic_ot(cost: Tensor, eps_schedule: list[float], max_iterations: int, tol: float) -> Tensor:
     """Entropic OT cost ``<a, f> + <b, g>`` (uniform weights) by log-domain Sinkhorn with
     epsilon-scaling and symmetric, averaged updates (Feydy et al. 2019, geomloss), ending
     with one plain update.  The same arithmetic for ``OT(x, y)`` and ``OT(x, x)`` makes the
@@ -89,6 +89,12 @@ def _entropic_ot(cost: Tensor, eps_schedule: list[float]) -> Tensor:
     for eps in eps_schedule:
         f, g = 0.5 * (f + softmin_f(g, eps)), 0.5 * (g + softmin_g(f, eps))
     eps = eps_schedule[-1]
+    for _ in range(max_iterations):  # at the target epsilon, until the potentials settle
+        f_new, g_new = 0.5 * (f + softmin_f(g, eps)), 0.5 * (g + softmin_g(f, eps))
+        change = max(float((f_new - f).abs().max()), float((g_new - g).abs().max()))
+        f, g = f_new, g_new
+        if change < tol * eps:
+            break
     f, g = softmin_f(g, eps), softmin_g(f, eps)
     return f.mean() + g.mean()
 
@@ -102,23 +108,30 @@ class SinkhornDivergence(SampleMetric):
     non-negative and zero iff the laws agree, with ``eps = (blur * s)^2`` where ``s`` is the
     root-mean-square spread of ``y`` about its mean (so it is not symmetric in ``x, y``
     unless ``y`` is the reference).  Log-domain iterations with epsilon-scaling from the
-    squared diameter down to ``eps`` (factor ``scaling`` per iteration) then
-    ``extra_iterations`` at ``eps``.  Memory ``O(n^2)``: refused above
+    squared diameter down to ``eps`` (factor ``scaling`` per iteration), then at ``eps``
+    until no potential moves by more than ``tol * eps`` (at most ``max_iterations``).  Memory ``O(n^2)``: refused above
     ``max_samples``.  Units: squared distance.
     """
 
     alternatives = ("sliced_w2",)
 
     def __init__(
-        self, blur: float = 0.3, scaling: float = 0.5, extra_iterations: int = 10, max_samples: int = 5000
+        self, blur: float = 0.3, scaling: float = 0.5, max_iterations: int = 500, tol: float = 1e-4,
+        max_samples: int = 5000,
     ) -> None:
-        if not blur > 0:
-            raise ValueError(f"sinkhorn: blur must be positive, got {blur!r}")
-        if not 0 < scaling < 1:
+        if not _positive_real(blur):
+            raise ValueError(f"sinkhorn: blur must be a positive finite number, got {blur!r}")
+        if not (_positive_real(scaling) and scaling < 1):
             raise ValueError(f"sinkhorn: scaling must lie in (0, 1), got {scaling!r}")
-        self.blur, self.scaling = float(blur), float(scaling)
-        self.extra_iterations = int(extra_iterations)
-        self.max_samples = int(max_samples)
+        if not _positive_int(max_iterations):
+            raise ValueError(f"sinkhorn: max_iterations must be a positive integer, got {max_iterations!r}")
+        if not _positive_real(tol):
+            raise ValueError(f"sinkhorn: tol must be a positive finite number, got {tol!r}")
+        if not (_positive_int(max_samples) and max_samples >= 2):
+            raise ValueError(f"sinkhorn: max_samples must be an integer >= 2, got {max_samples!r}")
+        self.blur, self.scaling, self.tol = float(blur), float(scaling), float(tol)
+        self.max_iterations = max_iterations
+        self.max_samples = max_samples
 
     def compute(self, x: Tensor, y: Tensor, generator: torch.Generator) -> float:
         x, y = x.double(), y.double().to(x.device)
@@ -131,16 +144,17 @@ class SinkhornDivergence(SampleMetric):
         while e > eps:
             schedule.append(e)
             e *= self.scaling
-        schedule += [eps] * self.extra_iterations
+        schedule.append(eps)
+        args = (schedule, self.max_iterations, self.tol)
         value = (
-            _entropic_ot(torch.cdist(x, y).pow(2), schedule)
-            - 0.5 * _entropic_ot(torch.cdist(x, x).pow(2), schedule)
-            - 0.5 * _entropic_ot(torch.cdist(y, y).pow(2), schedule)
+            _entropic_ot(torch.cdist(x, y).pow(2), *args)
+            - 0.5 * _entropic_ot(torch.cdist(x, x).pow(2), *args)
+            - 0.5 * _entropic_ot(torch.cdist(y, y).pow(2), *args)
         )
         return float(value)
 
     def describe(self) -> dict[str, Any]:
         return {
             **super().describe(), "blur": self.blur, "scaling": self.scaling,
-            "extra_iterations": self.extra_iterations, "max_samples": self.max_samples,
+            "max_iterations": self.max_iterations, "tol": self.tol, "max_samples": self.max_samples,
         }

@@ -67,7 +67,9 @@ class Sampler(ABC):
     noise_removal: bool = False
 
     def __init__(self, noise_removal: bool = False) -> None:
-        self.noise_removal = bool(noise_removal)
+        if not isinstance(noise_removal, bool):
+            raise ValueError(f"{self.name}: noise_removal must be true or false, got {noise_removal!r}")
+        self.noise_removal = noise_removal
 
     @property
     def name(self) -> str:
