@@ -80,6 +80,7 @@ def test_plugins_register_through_entry_points(monkeypatch: pytest.MonkeyPatch) 
         names = reg.names()
     assert names == ["my_em"]
     assert reg.build("my_em").noise_per_step == 1
+    assert sb.get_sampler("euler_maruyama").name == "euler_maruyama"  # an alias does not rename the class
 
 
 def test_readme_example_runs() -> None:

@@ -72,8 +72,9 @@ class Registry(Generic[T]):
         if name in self._factories and self._factories[name] is not factory:
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self._factories[name] = factory
-        if isinstance(factory, type):
-            # Classes learn the name they are registered under (written to result tables).
+        if isinstance(factory, type) and not factory.__dict__.get("registered_name"):
+            # A class learns the first name it is registered under (written to result tables);
+            # an alias registered later, e.g. by a plugin, does not rename it.
             factory.registered_name = name  # type: ignore[attr-defined]
 
     def _load_plugins(self) -> None:
