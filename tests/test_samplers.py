@@ -24,7 +24,7 @@ AFFINE = {
     "pc_fixed_step": {"step_size": 2e-3, "corrector_steps": 2},
     "euler_maruyama_noise_removal": {"noise_removal": True},
 }
-ALL = {**AFFINE, "pc_snr_particle": {"snr_norm": "particle"}, "pc_snr_batch": {}}
+ALL = {**AFFINE, "pc_snr_batch": {}}
 
 
 def make(key: str) -> sb.Sampler:
@@ -90,7 +90,7 @@ def test_shapes_nfe_and_determinism(key: str, process: sb.ForwardProcess) -> Non
     assert out.samples.shape == (300, 2) and out.samples.dtype == torch.float32
     assert torch.isfinite(out.samples).all()
     assert out.steps == 7
-    per_step = {"pf_ode_heun": 2, "pc_fixed_step": 3, "pc_snr_particle": 2, "pc_snr_batch": 2}.get(key, 1)
+    per_step = {"pf_ode_heun": 2, "pc_fixed_step": 3, "pc_snr_batch": 2}.get(key, 1)
     assert out.nfe == 7 * per_step
     again = sampler.sample(score, process, 300, 7, gen(1))
     assert torch.equal(out.samples, again.samples)
@@ -101,7 +101,7 @@ def test_shapes_nfe_and_determinism(key: str, process: sb.ForwardProcess) -> Non
 @pytest.mark.parametrize("key", [k for k in ALL if k != "pc_snr_batch"])
 def test_chunking_does_not_change_the_result(key: str) -> None:
     """Particle j's noise depends only on (seed, step, j): any chunking gives the same output.
-    (pc with snr_norm="batch" is excluded by design: its step size averages over the batch.)"""
+    (pc with the SNR rule is excluded by design: its step size averages over the batch.)"""
     process = sb.get_process("vp")
     sampler = make(key)
     score = sb.get_estimator("oracle").fit(sb.get_target("gmm", preset="ring8"), process)
@@ -192,7 +192,6 @@ def test_bad_sample_arguments(kwargs: dict, match: str) -> None:
         ("ddpm", {"variance": "learned"}, "allowed: posterior, upper"),
         ("pc", {"corrector_steps": -1}, "corrector_steps must be a non-negative integer"),
         ("pc", {"snr": 0.0}, "snr must be positive"),
-        ("pc", {"snr_norm": "median"}, "allowed: batch, particle"),
         ("pc", {"step_size": -0.1}, "step_size must be positive"),
     ],
 )

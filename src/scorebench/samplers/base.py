@@ -80,6 +80,12 @@ class Sampler(ABC):
         """Whether a step is affine in ``(x, noise)`` whenever the score is affine in ``x``."""
         return True
 
+    @property
+    def batch_invariant(self) -> bool:
+        """Whether a particle's path is independent of the other particles in its batch
+        (then any ``chunk_size`` gives the same result)."""
+        return True
+
     @abstractmethod
     def step(
         self, score: ScoreModel, process: ForwardProcess, x: Tensor, t: float, t_next: float,

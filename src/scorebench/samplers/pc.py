@@ -14,9 +14,6 @@ if TYPE_CHECKING:
     from ..estimators.base import ScoreModel
     from ..processes import ForwardProcess
 
-SNR_NORMS = ("batch", "particle")
-
-
 @SAMPLERS.register("pc")
 class PredictorCorrector(Sampler):
     r"""Predictor--corrector sampling (Song et al. 2021, ``score_sde/sampling.py``).
@@ -31,12 +28,14 @@ class PredictorCorrector(Sampler):
     ``b^2 = sigma_i^2 - sigma_{i-1}^2``).  NFE per step: ``corrector_steps + 1``.
 
     Corrector step size
-        Fixed when ``step_size`` is given (then the step is affine and Gaussian exact laws
-        apply).  Otherwise the signal-to-noise rule ``eps = 2 a^2 (snr ||z|| / ||s||)^2``
-        with ``snr = 0.16``: ``snr_norm="batch"`` averages the norms over the batch exactly as
-        score_sde does -- the step then depends on the batch, so results change with
-        ``chunk_size``; ``snr_norm="particle"`` uses each particle's own norms (chunking
-        invariant, but a particle with a near-zero score takes a very large step).
+        Fixed when ``step_size`` is given (then the step is affine, does not depend on the
+        batch, and Gaussian exact laws apply).  Otherwise the signal-to-noise rule
+        ``eps = 2 a^2 (snr mean||z|| / mean||s||)^2`` with ``snr = 0.16``, the norms averaged
+        over the batch exactly as score_sde does: the step then depends on the batch, so
+        results change with ``chunk_size`` (``batch_invariant`` is False).  A per-particle
+        version of the rule is not offered: particles with a near-zero score take huge
+        steps (``check_sampler`` measured a Bures W2 of 0.75 after 200 steps on a 3-D
+        Gaussian under VP).
     """
 
     def __init__(
@@ -44,7 +43,6 @@ class PredictorCorrector(Sampler):
         snr: float = 0.16,
         corrector_steps: int = 1,
         step_size: float | None = None,
-        snr_norm: str = "batch",
         noise_removal: bool = False,
     ) -> None:
         if isinstance(corrector_steps, bool) or not isinstance(corrector_steps, int) or corrector_steps < 0:
@@ -53,12 +51,9 @@ class PredictorCorrector(Sampler):
             raise ValueError(f"pc: snr must be positive, got {snr!r}")
         if step_size is not None and not (isinstance(step_size, int | float) and step_size > 0):
             raise ValueError(f"pc: step_size must be positive or None, got {step_size!r}")
-        if snr_norm not in SNR_NORMS:
-            raise ValueError(f"pc: unknown snr_norm {snr_norm!r}; allowed: {', '.join(SNR_NORMS)}")
         self.snr = float(snr)
         self.corrector_steps = corrector_steps
         self.step_size = None if step_size is None else float(step_size)
-        self.snr_norm = snr_norm
         super().__init__(noise_removal)
         self.noise_per_step = corrector_steps + 1
 
@@ -66,14 +61,15 @@ class PredictorCorrector(Sampler):
     def affine(self) -> bool:
         return self.step_size is not None or self.corrector_steps == 0
 
+    @property
+    def batch_invariant(self) -> bool:
+        return self.affine
+
     def _langevin_step_size(self, s: Tensor, z: Tensor, a2: float) -> Tensor | float:
         if self.step_size is not None:
             return self.step_size
         tiny = torch.finfo(s.dtype).tiny
-        if self.snr_norm == "batch":
-            ratio = z.norm(dim=1).mean() / s.norm(dim=1).mean().clamp_min(tiny)
-        else:
-            ratio = z.norm(dim=1, keepdim=True) / s.norm(dim=1, keepdim=True).clamp_min(tiny)
+        ratio = z.norm(dim=1).mean() / s.norm(dim=1).mean().clamp_min(tiny)
         return 2.0 * a2 * (self.snr * ratio) ** 2
 
     def step(
@@ -92,5 +88,5 @@ class PredictorCorrector(Sampler):
     def describe(self) -> dict[str, Any]:
         return {
             **super().describe(), "snr": self.snr, "corrector_steps": self.corrector_steps,
-            "step_size": self.step_size, "snr_norm": self.snr_norm,
+            "step_size": self.step_size,
         }
