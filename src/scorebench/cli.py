@@ -4,13 +4,15 @@
     scorebench validate SUITE
     scorebench show RESULTS [--metric M] [--values value|floor|ci]
     scorebench list targets|processes|estimators|samplers|metrics
+    scorebench check-sampler NAME|module:Name [--processes vp,ou]
 
-Exit codes: 0 ok, 1 some cells failed (reported), 2 bad input.
+Exit codes: 0 ok, 1 some cells (or conformance checks) failed, 2 bad input.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import inspect
 import sys
 from collections.abc import Sequence
@@ -24,7 +26,7 @@ from .processes import PROCESSES
 from .registry import Registry
 from .results import ResultsError, read_results
 from .runner import RunSummary, run_suite
-from .samplers import SAMPLERS
+from .samplers import SAMPLERS, Sampler
 from .suite import SuiteError, load_suite
 from .targets import TARGETS
 
@@ -143,6 +145,30 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_sampler(spec: str) -> Sampler:
+    """A registered sampler name, or ``module:Name`` (a Sampler class, built with no arguments,
+    or an instance)."""
+    if ":" not in spec:
+        return SAMPLERS.build(spec)
+    module_name, _, attr = spec.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot load {spec!r}: {exc}") from None
+    return obj() if isinstance(obj, type) else obj
+
+
+def cmd_check_sampler(args: argparse.Namespace) -> int:
+    from .testing import check_sampler
+
+    processes = tuple(p.strip() for p in args.processes.split(",") if p.strip())
+    for p in processes:
+        PROCESSES.factory(p)  # unknown names raise with the allowed list
+    report = check_sampler(load_sampler(args.sampler), processes, raise_on_failure=False)
+    print(report)
+    return 0 if report.passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scorebench",
@@ -170,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--values", choices=["value", "floor", "ci"], default="value",
                    help="what to show: the metric, its noise floor, or the half-width of its 95%% CI")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("check-sampler", help="run the conformance checks on a sampler")
+    p.add_argument("sampler", help="a registered name or module:Name")
+    p.add_argument("--processes", default="vp,ou,ve,subvp", help="comma-separated processes to check with")
+    p.set_defaults(func=cmd_check_sampler)
 
     p = sub.add_parser("list", help="list registered components with their parameters")
     p.add_argument("kind", choices=sorted(REGISTRIES))

@@ -1,0 +1,45 @@
+"""An example sampler plugin: what a researcher's package looks like.
+
+``StochasticHeun`` is registered through the entry point ``scorebench.samplers`` in this
+package's ``pyproject.toml``; once installed, suites name it ``example_heun_sde`` like any
+built-in.  ``BrokenSampler`` makes the typical mistakes and is used to show what
+``check_sampler`` reports.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from scorebench.samplers import Sampler
+
+
+class StochasticHeun(Sampler):
+    """Heun's predictor-corrector on the drift of the reverse SDE, one Gaussian increment per step."""
+
+    noise_per_step = 1
+
+    def step(self, score, process, x, t, t_next, noise):  # type: ignore[no-untyped-def]
+        h = t - t_next
+
+        def drift(y: torch.Tensor, s: float) -> torch.Tensor:
+            return float(process.f(s)) * y - float(process.g2(s)) * score(y, s)
+
+        d1 = drift(x, t)
+        kick = math.sqrt(float(process.g2(t)) * h) * noise[:, 0]
+        x_pred = x - h * d1 + kick
+        return x - 0.5 * h * (d1 + drift(x_pred, t_next)) + kick
+
+
+class BrokenSampler(Sampler):
+    """Ignores its noise argument, draws from the global RNG and drops a coordinate."""
+
+    noise_per_step = 1
+
+    def step(self, score, process, x, t, t_next, noise):  # type: ignore[no-untyped-def]
+        h = t - t_next
+        x = x - h * (float(process.f(t)) * x - float(process.g2(t)) * score(x, t))
+        x = x + math.sqrt(float(process.g2(t)) * h) * torch.randn_like(x)  # not the given noise
+        x = torch.nan_to_num(x)  # hides a broken score
+        return x[:, :-1] if t_next == process.t_min else x

@@ -1,0 +1,92 @@
+"""The sampler conformance kit, the check-sampler command and the plugin path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import scorebench as sb
+from scorebench.cli import main
+from scorebench.results import read_results
+from scorebench.testing import SamplerCheckError, check_sampler
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN = ROOT / "tests" / "plugins" / "example"
+
+BUILT_IN = [
+    ("euler_maruyama", {}), ("exponential_integrator", {}), ("pf_ode", {"method": "euler"}), ("pf_ode", {}),
+    ("ddpm", {}), ("ddpm", {"variance": "posterior"}), ("pc", {}), ("pc", {"step_size": 1e-3}),
+]
+
+
+@pytest.mark.parametrize(("name", "params"), BUILT_IN)
+def test_every_built_in_sampler_passes(name: str, params: dict) -> None:
+    report = check_sampler(sb.get_sampler(name, **params))
+    assert report.passed and len(report.results) == 8
+
+
+def test_a_broken_sampler_fails_with_messages_that_say_what_is_wrong() -> None:
+    sys.path.insert(0, str(PLUGIN))
+    try:
+        from scorebench_example_plugin import BrokenSampler
+    finally:
+        sys.path.remove(str(PLUGIN))
+    with pytest.raises(SamplerCheckError) as info:
+        check_sampler(BrokenSampler(), ("vp",))
+    text = str(info.value)
+    assert "FAIL shapes_and_dtypes: AssertionError: vp: output shape (50, 2), expected (50, 3)" in text
+    assert "FAIL determinism: AssertionError: vp: the same seed gave different outputs" in text
+    assert "FAIL chunking" in text
+    assert "FAIL nan_handling: AssertionError: a NaN score produced finite output" in text
+    assert "does it draw noise itself instead of using the noise argument" in text
+    report = check_sampler(BrokenSampler(), ("vp",), raise_on_failure=False)
+    assert not report.passed and len(report.failures) == 5
+
+
+def test_not_a_sampler() -> None:
+    with pytest.raises(SamplerCheckError, match="expected a scorebench Sampler"):
+        check_sampler(object())  # type: ignore[arg-type]
+
+
+def test_check_sampler_command(capsys: pytest.CaptureFixture) -> None:
+    assert main(["check-sampler", "exponential_integrator", "--processes", "ou"]) == 0
+    assert "ok   gaussian_exact_law" in capsys.readouterr().out
+    assert main(["check-sampler", "nope"]) == 2
+    assert main(["check-sampler", "no_such_module:Thing"]) == 2
+    assert main(["check-sampler", "ddpm", "--processes", "vp,cosine"]) == 2
+
+
+def test_plugin_installed_and_discovered_through_its_entry_point(tmp_path: Path) -> None:
+    """pip-install the example package into a private folder, then a fresh interpreter finds
+    its sampler by entry point, passes it through check_sampler and runs a suite that names it."""
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(PLUGIN)],
+        check=True, capture_output=True, text=True,
+    )
+    suite = tmp_path / "plugin.toml"
+    suite.write_text(
+        '[suite]\nname = "plugin"\ndevice = "cpu"\n[targets.g]\nname = "gaussian"\n[processes.ou]\n'
+        '[estimators.oracle]\n[samplers.heun_sde]\nname = "example_heun_sde"\n[samplers.em]\n'
+        'name = "euler_maruyama"\n[metrics]\nexact_w2 = {}\nsliced_w2 = {}\n'
+        '[[grid]]\nsteps = [20]\nn_samples = [200]\nseeds = [0, 1]\n'
+    )
+    code = f"""
+import sys
+sys.path.insert(0, {str(target)!r})
+import scorebench as sb
+from scorebench.testing import check_sampler
+from scorebench.cli import main
+assert "example_heun_sde" in sb.list_samplers(), sb.list_samplers()
+print(check_sampler(sb.get_sampler("example_heun_sde"), ("vp", "ou")))
+sys.exit(main(["run", {str(suite)!r}, "--out", {str(tmp_path / "out")!r}, "--no-progress"]))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok   gaussian_exact_law" in result.stdout
+    frame = read_results(tmp_path / "out")
+    assert set(frame["sampler"]) == {"heun_sde", "em"} and (frame["status"] == "ok").all()
