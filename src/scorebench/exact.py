@@ -111,7 +111,7 @@ class AffineStep:
 
 def affine_step_map(
     sampler: Sampler, score: ScoreModel, process: ForwardProcess, t: float, t_next: float,
-    is_last: bool = False,
+    is_last: bool = False, index: int = 1,
 ) -> AffineStep:
     """Read the affine map of one step off ``sampler.step`` (float64, on the CPU).
 
@@ -123,7 +123,7 @@ def affine_step_map(
             f"sampler {sampler.name!r} with these settings is not affine in (x, noise); "
             "exact laws need an affine step (estimate its law by sampling instead)"
         )
-    d, m = score.dim, sampler.noise_per_step
+    d, m = score.dim, sampler.noise_slots(index)
     rows = 1 + d + m * d
     x = torch.zeros((rows + 1, d), dtype=_F64)
     x[1 : d + 1] = torch.eye(d, dtype=_F64)
@@ -158,14 +158,15 @@ def exact_output_law(
 ) -> GaussianLaw:
     """Exact law of ``sampler.sample(score, process, n, grid, ..., x_init ~ init)``.
 
-    ``init`` defaults to the prior ``N(0, prior_std^2 I)``; pass the exact ``p_T`` (for
+    ``init`` defaults to the sampler's initial law (the prior ``N(0, prior_std^2 I)`` unless
+    the sampler says otherwise); pass the exact ``p_T`` (for
     Gaussian targets ``GaussianLaw.of(target.marginal(process, T))``) to remove the
     initialisation error.
     """
     grid = sampler.resolve_grid(process, grid)
-    law = init if init is not None else GaussianLaw.isotropic(score.dim, process.prior_std)
+    law = init if init is not None else GaussianLaw.isotropic(score.dim, sampler.initial_std(process))
     if law.dim != score.dim:
         raise ValueError(f"init law has dimension {law.dim}, the score has {score.dim}")
-    for _, t, t_next, is_last in sampler.steps_of(grid):
-        law = affine_step_map(sampler, score, process, t, t_next, is_last).push(law)
+    for index, t, t_next, is_last in sampler.steps_of(grid):
+        law = affine_step_map(sampler, score, process, t, t_next, is_last, index).push(law)
     return law

@@ -6,6 +6,7 @@ from .euler_maruyama import EulerMaruyama
 from .exponential_integrator import ExponentialIntegrator
 from .noise import NoiseSource
 from .pc import PredictorCorrector
+from .pc_finite_horizon import PCFiniteHorizon
 from .pf_ode import ProbabilityFlowODE
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "EulerMaruyama",
     "ExponentialIntegrator",
     "NoiseSource",
+    "PCFiniteHorizon",
     "PredictorCorrector",
     "ProbabilityFlowODE",
     "SampleResult",

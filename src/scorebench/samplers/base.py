@@ -97,6 +97,19 @@ class Sampler(ABC):
         ``noise_per_step == 0``.
         """
 
+    # -- hooks a sampler may override -------------------------------------------------
+    def noise_slots(self, index: int) -> int:
+        """Noise vectors step ``index`` (1-based) receives; ``noise_per_step`` by default."""
+        return self.noise_per_step
+
+    def start_time(self, process: ForwardProcess) -> float:
+        """Time at which the chain starts from its initial law (``T`` by default)."""
+        return process.T
+
+    def initial_std(self, process: ForwardProcess) -> float:
+        """Standard deviation of the isotropic initial law (the process's prior by default)."""
+        return process.prior_std
+
     # -- driver ----------------------------------------------------------------------
     def resolve_grid(self, process: ForwardProcess, grid: Tensor | Sequence[float] | int) -> Tensor:
         """An int means that many uniform steps; otherwise a validated decreasing grid."""
@@ -154,10 +167,11 @@ class Sampler(ABC):
         if not isinstance(generator, torch.Generator):
             raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         grid = self.resolve_grid(process, grid)
-        if abs(grid[0].item() - process.T) > 1e-9 * max(1.0, process.T) and x_init is None:
+        start = self.start_time(process)
+        if abs(grid[0].item() - start) > 1e-9 * max(1.0, start) and x_init is None:
             raise ValueError(
-                f"a grid starting below T={process.T} (at {grid[0].item()}) needs x_init: "
-                "the prior is only the law at T"
+                f"a grid starting at {grid[0].item()} instead of {start} needs x_init: "
+                f"the initial law is only the law at {start}"
             )
         d = score.dim
         if x_init is not None:
@@ -167,17 +181,18 @@ class Sampler(ABC):
             dtype = x_init.dtype
         noise = NoiseSource.from_generator(generator, dtype)
         chunk = n if chunk_size is None else chunk_size
-        m = self.noise_per_step
+        std = self.initial_std(process)
         out = []
         nfe = 0
         for lo in range(0, n, chunk):
             hi = min(lo + chunk, n)
             if x_init is None:
-                x = process.prior_std * noise.normal(0, lo, hi, (d,))
+                x = std * noise.normal(0, lo, hi, (d,))
             else:
                 x = x_init[lo:hi].to(noise.device)
             calls_before = score.calls
             for i, t, t_next, is_last in self.steps_of(grid):
+                m = self.noise_slots(i)
                 z = noise.normal(i, lo, hi, (m, d)) if m > 0 else None
                 x = self.step(score, process, x, t, t_next, self.step_noise(z, is_last))
                 if callback is not None:

@@ -1,0 +1,88 @@
+"""Pedrotti, Maas & Mondelli's finite-horizon predictor-corrector."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+import scorebench as sb
+from scorebench.exact import GaussianLaw
+from scorebench.testing import check_sampler
+
+from .conftest import gen
+
+
+@pytest.mark.parametrize("predictor", ["ei", "em", "ode_heun"])
+def test_passes_the_conformance_kit(predictor: str) -> None:
+    assert check_sampler(sb.get_sampler("pc_finite_horizon", predictor=predictor, corrector_steps=10)).passed
+
+
+def test_finite_horizon_suffices_with_the_corrector() -> None:
+    """Exact laws, OU with T = 8, exact score: with the Langevin corrector at T1 the error is
+    flat in T1 already for T1 = 0.5; without it the initialisation error needs T1 ~ 4."""
+    ou = sb.get_process("ou", T=8.0)
+    target = sb.get_target("gaussian", dim=4, mean=[3.0] * 4, condition_number=4.0)
+    score = sb.get_estimator("oracle").fit(target, ou)
+    ref = GaussianLaw.of(target.marginal(ou, ou.t_min))
+
+    def w2(T1: float, corrector_steps: int) -> float:
+        sampler = sb.get_sampler("pc_finite_horizon", T1=T1, corrector_steps=corrector_steps, corrector_step_size=0.05)
+        return sb.gaussian_w2(sb.exact_output_law(sampler, score, ou, 400), ref)
+
+    with_corrector = [w2(T1, 300) for T1 in (0.5, 1.0, 2.0)]
+    without = [w2(T1, 0) for T1 in (0.5, 1.0, 2.0, 4.0)]
+    assert max(with_corrector) < 0.01 and max(with_corrector) < 2 * min(with_corrector)
+    assert without[0] > 1.0 and all(b < a for a, b in itertools.pairwise(without))
+    assert without[-1] < 2 * min(with_corrector) + 0.02  # a long horizon catches up
+
+
+def test_grid_is_mapped_onto_the_finite_horizon() -> None:
+    ou = sb.get_process("ou")
+    sampler = sb.get_sampler("pc_finite_horizon", T1=2.0)
+    grid = sampler.resolve_grid(ou, sb.time_grid(ou, 10, "quadratic"))
+    assert grid.shape == (11,) and grid[0] == 2.0 and grid[-1] == ou.t_min
+    full = sb.time_grid(ou, 10, "quadratic")
+    ratio = (grid[:-1] - grid[1:]) / (full[:-1] - full[1:])
+    torch.testing.assert_close(ratio, ratio[0].expand_as(ratio))  # the grid's shape is kept
+
+
+def test_nfe_and_denoising() -> None:
+    ou = sb.get_process("ou")
+    target = sb.get_target("gaussian", dim=2, mean=[1.0, -1.0])
+    score = sb.get_estimator("oracle").fit(target, ou)
+    out = sb.get_sampler("pc_finite_horizon", corrector_steps=25).sample(score, ou, 100, 40, gen(0))
+    assert out.nfe == 25 + 40
+    heun = sb.get_sampler("pc_finite_horizon", corrector_steps=25, predictor="ode_heun", denoise=True)
+    assert heun.sample(score, ou, 100, 40, gen(0)).nfe == 25 + 2 * 40 + 1
+    # Tweedie's denoiser is affine; from t_min = 0.2 its output law has the target's mean and
+    # the smaller covariance of E[X_0 | X_t]
+    ou = sb.get_process("ou", t_min=0.2)
+    score = sb.get_estimator("oracle").fit(target, ou)
+    law = sb.exact_output_law(sb.get_sampler("pc_finite_horizon", denoise=True), score, ou, 400)
+    mean, cov = target.moments()
+    torch.testing.assert_close(law.mean, mean, atol=0.02, rtol=0)
+    assert torch.linalg.eigvalsh(cov - law.cov).min() > 0
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"T1": 0.0}, "T1 must be a positive number"),
+        ({"corrector_steps": -1}, "corrector_steps must be a non-negative integer"),
+        ({"corrector_step_size": 0}, "corrector_step_size must be a positive number"),
+        ({"predictor": "rk4"}, "allowed: ei, em, ode_euler, ode_heun"),
+        ({"denoise": "yes"}, "denoise must be true or false"),
+    ],
+)
+def test_bad_parameters(params: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        sb.get_sampler("pc_finite_horizon", **params)
+
+
+def test_horizon_beyond_the_process() -> None:
+    vp = sb.get_process("vp")
+    score = sb.get_estimator("oracle").fit(sb.get_target("gaussian"), vp)
+    with pytest.raises(ValueError, match=r"T1 = 3.0 must lie in \(t_min, T\]"):
+        sb.get_sampler("pc_finite_horizon", T1=3.0).sample(score, vp, 10, 5, gen(0))
