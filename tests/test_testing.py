@@ -90,3 +90,15 @@ sys.exit(main(["run", {str(suite)!r}, "--out", {str(tmp_path / "out")!r}, "--no-
     assert "ok   gaussian_exact_law" in result.stdout
     frame = read_results(tmp_path / "out")
     assert set(frame["sampler"]) == {"heun_sde", "em"} and (frame["status"] == "ok").all()
+
+
+def test_the_documented_example_sampler_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The code in docs/proposing-a-sampler.md, executed as written, registers a sampler that passes."""
+    from scorebench.samplers import SAMPLERS
+
+    monkeypatch.setattr(SAMPLERS, "_factories", dict(SAMPLERS._factories))  # undo the registration after
+    text = (ROOT / "docs" / "proposing-a-sampler.md").read_text()
+    code = text.split("```python", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(code, "proposing-a-sampler.md", "exec"), namespace)
+    assert check_sampler(sb.get_sampler("my_sampler", churn=0.1), ("vp", "ou")).passed
