@@ -167,6 +167,7 @@ def exact_output_law(
     law = init if init is not None else GaussianLaw.isotropic(score.dim, sampler.initial_std(process))
     if law.dim != score.dim:
         raise ValueError(f"init law has dimension {law.dim}, the score has {score.dim}")
+    sampler.begin(score, process, grid)
     for index, t, t_next, is_last in sampler.steps_of(grid):
         law = affine_step_map(sampler, score, process, t, t_next, is_last, index).push(law)
     return law

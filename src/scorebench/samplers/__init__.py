@@ -4,6 +4,7 @@ from .base import SAMPLERS, Sampler, SampleResult
 from .ddpm import DDPM
 from .euler_maruyama import EulerMaruyama
 from .exponential_integrator import ExponentialIntegrator
+from .jko_exact_gaussian import JKOExactGaussian
 from .noise import NoiseSource
 from .pc import PredictorCorrector
 from .pc_finite_horizon import PCFiniteHorizon
@@ -14,6 +15,7 @@ __all__ = [
     "SAMPLERS",
     "EulerMaruyama",
     "ExponentialIntegrator",
+    "JKOExactGaussian",
     "NoiseSource",
     "PCFiniteHorizon",
     "PredictorCorrector",

@@ -110,6 +110,11 @@ class Sampler(ABC):
         """Standard deviation of the isotropic initial law (the process's prior by default)."""
         return process.prior_std
 
+    def begin(self, score: ScoreModel, process: ForwardProcess, grid: Tensor) -> None:
+        """Called once per run, before the first step, with the resolved grid (a sampler that
+        plans its steps ahead, such as the exact Gaussian JKO scheme, does it here)."""
+        return None
+
     # -- driver ----------------------------------------------------------------------
     def resolve_grid(self, process: ForwardProcess, grid: Tensor | Sequence[float] | int) -> Tensor:
         """An int means that many uniform steps; otherwise a validated decreasing grid."""
@@ -180,6 +185,8 @@ class Sampler(ABC):
                 raise ValueError(f"x_init must have {n} rows, got {x_init.shape[0]}")
             dtype = x_init.dtype
         noise = NoiseSource.from_generator(generator, dtype)
+        calls_at_start = score.calls
+        self.begin(score, process, grid)
         chunk = n if chunk_size is None else chunk_size
         std = self.initial_std(process)
         out = []
@@ -190,7 +197,6 @@ class Sampler(ABC):
                 x = std * noise.normal(0, lo, hi, (d,))
             else:
                 x = x_init[lo:hi].to(noise.device)
-            calls_before = score.calls
             for i, t, t_next, is_last in self.steps_of(grid):
                 m = self.noise_slots(i)
                 z = noise.normal(i, lo, hi, (m, d)) if m > 0 else None
@@ -198,7 +204,7 @@ class Sampler(ABC):
                 if callback is not None:
                     callback(i, t_next, x, lo)
             if lo == 0:
-                nfe = score.calls - calls_before
+                nfe = score.calls - calls_at_start
             out.append(x)
         return SampleResult(torch.cat(out), nfe=nfe, steps=grid.numel() - 1, grid=grid)
 

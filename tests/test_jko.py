@@ -1,0 +1,81 @@
+"""The exact Gaussian JKO scheme against direct minimisation, contraction and KL decay."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize
+
+import scorebench as sb
+from scorebench.exact import GaussianLaw
+from scorebench.samplers.jko_exact_gaussian import jko_gaussian_step
+from scorebench.testing import check_sampler
+
+from .conftest import gen
+
+
+def _jko_objective(params: np.ndarray, pi: GaussianLaw, prev: GaussianLaw, h: float) -> float:
+    m = torch.tensor(params[:2], dtype=torch.float64)
+    L = torch.tensor([[math.exp(params[2]), 0.0], [params[3], math.exp(params[4])]], dtype=torch.float64)
+    rho = GaussianLaw(m, L @ L.T)
+    return sb.gaussian_kl(rho, pi) + sb.gaussian_w2(rho, prev) ** 2 / (2 * h)
+
+
+@pytest.mark.parametrize("h", [0.1, 0.7])
+def test_one_step_is_the_minimiser_of_the_jko_objective(h: float) -> None:
+    """Direct numerical minimisation over all Gaussians (mean and full covariance) in 2-D."""
+    lam = torch.tensor([0.5, 3.0], dtype=torch.float64)
+    pi = GaussianLaw(torch.zeros(2, dtype=torch.float64), torch.diag(lam))
+    m0, u0 = torch.tensor([1.5, -2.0], dtype=torch.float64), torch.tensor([2.0, 0.4], dtype=torch.float64)
+    prev = GaussianLaw(m0, torch.diag(u0**2))
+    res = minimize(_jko_objective, x0=np.array([0.0, 0.0, 0.0, 0.1, 0.0]), args=(pi, prev, h),
+                   method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 40_000})
+    m1, u1 = jko_gaussian_step(m0, u0, lam, h)
+    L = np.array([[math.exp(res.x[2]), 0.0], [res.x[3], math.exp(res.x[4])]])
+    np.testing.assert_allclose(res.x[:2], m1.numpy(), atol=1e-5)
+    np.testing.assert_allclose(L @ L.T, torch.diag(u1**2).numpy(), atol=1e-5)
+
+
+def _laws(sampler: sb.Sampler, score: sb.ScoreModel, process: sb.ForwardProcess, steps: int) -> list[GaussianLaw]:
+    sampler.begin(score, process, sb.time_grid(process, steps))
+    mu, U = sampler._mu, sampler._U
+    return [GaussianLaw(mu + U @ m, U @ torch.diag(u**2) @ U.T) for m, u in sampler.laws()]
+
+
+def test_contraction_and_linear_log_kl() -> None:
+    ou = sb.get_process("ou", T=20.0)
+    target = sb.get_target("gaussian", dim=3, mean=[1.0, -1.0, 2.0], condition_number=4.0)
+    score = sb.get_estimator("oracle").fit(target, ou)
+    pi = GaussianLaw.of(target.marginal(ou, ou.t_min))
+    laws = _laws(sb.get_sampler("jko_exact_gaussian"), score, ou, 40)
+    h = (ou.T - ou.t_min) / 40
+    lam_max = float(torch.linalg.eigvalsh(pi.cov).max())
+    w2 = [sb.gaussian_w2(law, pi) for law in laws]
+    factor = 1.0 / (1.0 + h / lam_max)
+    resolved = [(a, b) for a, b in itertools.pairwise(w2) if b > 1e-5]  # above float64 Bures precision
+    assert len(resolved) > 15
+    assert all(b <= a * factor for a, b in resolved)
+    kl = np.array([sb.gaussian_kl(law, pi) for law in laws])
+    k = np.arange(len(kl))
+    late = (k >= 8) & (kl > 1e-10)
+    slope = np.polyfit(k[late], np.log(kl[late]), 1)[0]
+    # KL ~ W2^2 falls like (1 + h / lam_max)^(-2k) once the slowest direction dominates
+    assert slope == pytest.approx(-2 * math.log(1 + h / lam_max), rel=0.1)
+
+
+def test_passes_the_conformance_kit_and_matches_monte_carlo() -> None:
+    assert check_sampler(sb.get_sampler("jko_exact_gaussian")).passed
+
+
+def test_needs_a_gaussian_target_and_its_own_start() -> None:
+    vp = sb.get_process("vp")
+    gmm = sb.get_estimator("oracle").fit(sb.get_target("gmm", preset="ring8"), vp)
+    with pytest.raises(ValueError, match="needs an affine score"):
+        sb.get_sampler("jko_exact_gaussian").sample(gmm, vp, 10, 5, gen(0))
+    gauss = sb.get_estimator("oracle").fit(sb.get_target("gaussian"), vp)
+    with pytest.raises(ValueError, match="x_init is not allowed"):
+        sb.get_sampler("jko_exact_gaussian").sample(gauss, vp, 10, 5, gen(0), x_init=torch.zeros(10, 2))
