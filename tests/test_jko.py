@@ -79,3 +79,50 @@ def test_needs_a_gaussian_target_and_its_own_start() -> None:
     gauss = sb.get_estimator("oracle").fit(sb.get_target("gaussian"), vp)
     with pytest.raises(ValueError, match="x_init is not allowed"):
         sb.get_sampler("jko_exact_gaussian").sample(gauss, vp, 10, 5, gen(0), x_init=torch.zeros(10, 2))
+
+
+def _exact_and_particle_w2(bandwidth: float) -> tuple[list[float], list[float], float]:
+    from scorebench.metrics.moments import empirical_moments
+
+    ou = sb.get_process("ou", T=3.0)
+    target = sb.get_target("gaussian", dim=2, mean=[1.0, -1.0], condition_number=4.0)
+    score = sb.get_estimator("oracle").fit(target, ou)
+    steps = 12
+    laws = _laws(sb.get_sampler("jko_exact_gaussian"), score, ou, steps)
+    particle = sb.get_sampler("jko_particle", bandwidth=bandwidth)
+    states: dict[int, torch.Tensor] = {}
+    out = particle.sample(score, ou, 1000, steps, gen(0), dtype=torch.float64,
+                          callback=lambda i, t, x, lo: states.__setitem__(i, x.clone()))
+    w2 = [sb.gaussian_w2(GaussianLaw(*empirical_moments(states[i])), laws[i]) for i in range(1, steps + 1)]
+    # the same statistic for exact draws of the final law: the Monte-Carlo floor
+    g = gen(1)
+    chol = torch.linalg.cholesky(laws[-1].cov)
+    exact = laws[-1].mean + torch.randn((1000, 2), generator=g, dtype=torch.float64) @ chol.T
+    floor = sb.gaussian_w2(GaussianLaw(*empirical_moments(exact)), laws[-1])
+    assert out.nfe == steps * 51
+    return w2, out.info["residuals"], floor
+
+
+def test_particle_jko_tracks_the_exact_recursion() -> None:
+    w2, residuals, floor = _exact_and_particle_w2(bandwidth=0.15)
+    # tolerance: Monte-Carlo floor + the KDE smoothing bias (the fixed point has variance
+    # lambda - b^2 per direction, a W2 gap of about b^2 / (2 sqrt(lambda)) <= 0.045 here)
+    lam_min = 0.25
+    bias = math.sqrt(lam_min) - math.sqrt(lam_min - 0.15**2)
+    assert max(w2) < floor + bias + 0.02, (w2, floor, bias)
+    assert max(residuals) < 1e-3  # the first-order condition is solved: Cheng et al.'s eps
+
+
+def test_particle_jko_kde_bias_shrinks_with_the_bandwidth() -> None:
+    """The KDE score is the score of rho smoothed by the kernel, so the fixed point has
+    variance lambda - b^2: a wider kernel leaves a larger gap to the exact law."""
+    wide, _, _ = _exact_and_particle_w2(bandwidth=0.35)
+    narrow, _, _ = _exact_and_particle_w2(bandwidth=0.15)
+    assert narrow[-1] < wide[-1]
+
+
+def test_particle_jko_declares_its_nature() -> None:
+    sampler = sb.get_sampler("jko_particle")
+    assert not sampler.affine and not sampler.batch_invariant
+    with pytest.raises(ValueError, match="damping must lie in"):
+        sb.get_sampler("jko_particle", damping=0.0)
