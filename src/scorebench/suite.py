@@ -56,6 +56,7 @@ from .registry import Registry
 from .samplers import SAMPLERS
 from .targets import TARGETS
 from .targets.mixture import GaussianMixture
+from .validation import is_int_at_least
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -220,7 +221,7 @@ def _int_list(ctx: _Ctx, value: Any, key: str, minimum: int) -> list[int]:
     if not value:
         raise ctx.fail(key, "empty list; give at least one value")
     for v in value:
-        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        if not is_int_at_least(v, minimum):
             raise ctx.fail(key, f"expected integers >= {minimum}, got {v!r}")
     return list(dict.fromkeys(value))
 
@@ -269,7 +270,7 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise ctx.fail("suite.name", f"expected a name of letters, digits, '-' or '_', got {name!r}")
     seed = head.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if not is_int_at_least(seed, 0):
         raise ctx.fail("suite.seed", f"expected a non-negative integer, got {seed!r}")
     device = head.get("device", "auto")
     if not isinstance(device, str) or not DEVICE_RE.match(device):

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ..targets.base import Target
+from ..validation import is_int_at_least
 from .base import ESTIMATORS, Estimator, ScoreModel, require_exact_target
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ class NoisyOracle(Estimator):
             raise ValueError(f"noisy_oracle: eps must be a non-negative number, got {eps!r}")
         if kind not in NOISE_KINDS:
             raise ValueError(f"noisy_oracle: unknown kind {kind!r}; allowed: {', '.join(NOISE_KINDS)}")
-        if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
+        if not is_int_at_least(n_features, 1):
             raise ValueError(f"noisy_oracle: n_features must be a positive integer, got {n_features!r}")
         if not bandwidth > 0:
             raise ValueError(f"noisy_oracle: bandwidth must be positive, got {bandwidth!r}")

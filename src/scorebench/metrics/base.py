@@ -18,7 +18,6 @@ whenever the numbers a metric produces change.  Values are "lower is better".
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -34,14 +33,6 @@ if TYPE_CHECKING:
     from ..targets.base import Target
 
 METRICS: Registry[Metric] = Registry("metric", "scorebench.metrics")
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def _positive_real(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-
 
 METRIC_KINDS = ("sample", "moment", "score", "trajectory", "exact")
 

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import METRICS, SampleMetric, _positive_real
+from ..validation import is_positive_real
+from .base import METRICS, SampleMetric
 
 _BLOCK = 2048
 
@@ -56,7 +57,7 @@ class MMD(SampleMetric):
     """
 
     def __init__(self, bandwidth: float | None = None) -> None:
-        if bandwidth is not None and not _positive_real(bandwidth):
+        if bandwidth is not None and not is_positive_real(bandwidth):
             raise ValueError(
                 f"mmd: bandwidth must be a positive finite number or None (median heuristic), got {bandwidth!r}"
             )

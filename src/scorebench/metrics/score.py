@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ..estimators.oracle import exact_score
+from ..validation import is_int_at_least
 from .base import METRICS, Metric, ScoreMetric
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ class ScoreMSE(ScoreMetric):
     time, in the ``t`` column).  Only for targets with exact marginals."""
 
     def __init__(self, n_times: int = 5) -> None:
-        if isinstance(n_times, bool) or not isinstance(n_times, int) or n_times < 1:
+        if not is_int_at_least(n_times, 1):
             raise ValueError(f"score_mse: n_times must be a positive integer, got {n_times!r}")
         self.n_times = n_times
 
@@ -62,9 +63,9 @@ class TrajectoryScoreMSE(Metric):
     kind = "trajectory"
 
     def __init__(self, n_times: int = 5, max_particles: int = 1000) -> None:
-        if isinstance(n_times, bool) or not isinstance(n_times, int) or n_times < 1:
+        if not is_int_at_least(n_times, 1):
             raise ValueError(f"score_mse_traj: n_times must be a positive integer, got {n_times!r}")
-        if isinstance(max_particles, bool) or not isinstance(max_particles, int) or max_particles < 1:
+        if not is_int_at_least(max_particles, 1):
             raise ValueError(f"score_mse_traj: max_particles must be a positive integer, got {max_particles!r}")
         self.n_times = n_times
         self.max_particles = max_particles

@@ -9,7 +9,8 @@ import ot
 import torch
 from torch import Tensor
 
-from .base import METRICS, SampleMetric, _positive_int, _positive_real
+from ..validation import is_int_at_least, is_positive_real
+from .base import METRICS, SampleMetric
 
 
 @METRICS.register("w2")
@@ -24,7 +25,7 @@ class W2(SampleMetric):
     alternatives = ("sliced_w2", "sinkhorn")
 
     def __init__(self, max_samples: int = 5000) -> None:
-        if not (_positive_int(max_samples) and max_samples >= 2):
+        if not is_int_at_least(max_samples, 2):
             raise ValueError(f"w2: max_samples must be an integer >= 2, got {max_samples!r}")
         self.max_samples = max_samples
 
@@ -50,7 +51,7 @@ class SlicedW2(SampleMetric):
     """
 
     def __init__(self, n_projections: int = 128) -> None:
-        if not _positive_int(n_projections):
+        if not is_int_at_least(n_projections, 1):
             raise ValueError(f"sliced_w2: n_projections must be a positive integer, got {n_projections!r}")
         self.n_projections = n_projections
 
@@ -119,15 +120,15 @@ class SinkhornDivergence(SampleMetric):
         self, blur: float = 0.3, scaling: float = 0.5, max_iterations: int = 500, tol: float = 1e-4,
         max_samples: int = 5000,
     ) -> None:
-        if not _positive_real(blur):
+        if not is_positive_real(blur):
             raise ValueError(f"sinkhorn: blur must be a positive finite number, got {blur!r}")
-        if not (_positive_real(scaling) and scaling < 1):
+        if not (is_positive_real(scaling) and scaling < 1):
             raise ValueError(f"sinkhorn: scaling must lie in (0, 1), got {scaling!r}")
-        if not _positive_int(max_iterations):
+        if not is_int_at_least(max_iterations, 1):
             raise ValueError(f"sinkhorn: max_iterations must be a positive integer, got {max_iterations!r}")
-        if not _positive_real(tol):
+        if not is_positive_real(tol):
             raise ValueError(f"sinkhorn: tol must be a positive finite number, got {tol!r}")
-        if not (_positive_int(max_samples) and max_samples >= 2):
+        if not is_int_at_least(max_samples, 2):
             raise ValueError(f"sinkhorn: max_samples must be an integer >= 2, got {max_samples!r}")
         self.blur, self.scaling, self.tol = float(blur), float(scaling), float(tol)
         self.max_iterations = max_iterations

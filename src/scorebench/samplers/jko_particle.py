@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from ..validation import is_int_at_least, is_positive_real
 from .base import SAMPLERS, Sampler, SampleResult
 
 if TYPE_CHECKING:
@@ -55,13 +56,12 @@ class JKOParticle(Sampler):
 
     def __init__(self, iterations: int = 50, damping: float | None = None, bandwidth: float | None = None) -> None:
         super().__init__()
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        if not is_int_at_least(iterations, 1):
             raise ValueError(f"jko_particle: iterations must be a positive integer, got {iterations!r}")
         if damping is not None and (isinstance(damping, bool) or not isinstance(damping, int | float)
                                     or not 0 < damping <= 1):
             raise ValueError(f"jko_particle: damping must lie in (0, 1] or be None (automatic), got {damping!r}")
-        if bandwidth is not None and (isinstance(bandwidth, bool) or not isinstance(bandwidth, int | float)
-                                      or not (math.isfinite(bandwidth) and bandwidth > 0)):
+        if bandwidth is not None and not is_positive_real(bandwidth):
             raise ValueError(f"jko_particle: bandwidth must be a positive number or None, got {bandwidth!r}")
         self.iterations = iterations
         self.damping = None if damping is None else float(damping)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from ..validation import is_int_at_least
 from .base import SAMPLERS, Sampler
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ class PredictorCorrector(Sampler):
         step_size: float | None = None,
         noise_removal: bool = False,
     ) -> None:
-        if isinstance(corrector_steps, bool) or not isinstance(corrector_steps, int) or corrector_steps < 0:
+        if not is_int_at_least(corrector_steps, 0):
             raise ValueError(f"pc: corrector_steps must be a non-negative integer, got {corrector_steps!r}")
         if not (isinstance(snr, int | float) and snr > 0):
             raise ValueError(f"pc: snr must be positive, got {snr!r}")

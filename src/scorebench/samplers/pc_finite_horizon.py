@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from torch import Tensor
 
 from ..processes import check_grid, time_grid
+from ..validation import is_int_at_least, is_positive_real
 from .base import SAMPLERS, Sampler
 from .euler_maruyama import EulerMaruyama
 from .exponential_integrator import ExponentialIntegrator
@@ -61,14 +62,13 @@ class PCFiniteHorizon(Sampler):
         noise_removal: bool = False,
     ) -> None:
         super().__init__(noise_removal)
-        if isinstance(T1, bool) or not isinstance(T1, int | float) or not (math.isfinite(T1) and T1 > 0):
+        if not is_positive_real(T1):
             raise ValueError(f"pc_finite_horizon: T1 must be a positive number, got {T1!r}")
-        if isinstance(corrector_steps, bool) or not isinstance(corrector_steps, int) or corrector_steps < 0:
+        if not is_int_at_least(corrector_steps, 0):
             raise ValueError(
                 f"pc_finite_horizon: corrector_steps must be a non-negative integer, got {corrector_steps!r}"
             )
-        if (isinstance(corrector_step_size, bool) or not isinstance(corrector_step_size, int | float)
-                or not (math.isfinite(corrector_step_size) and corrector_step_size > 0)):
+        if not is_positive_real(corrector_step_size):
             raise ValueError(
                 f"pc_finite_horizon: corrector_step_size must be a positive number, got {corrector_step_size!r}"
             )

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ..registry import Registry
+from ..validation import is_int_at_least
 
 if TYPE_CHECKING:
     from ..processes import ForwardProcess, Time
@@ -35,7 +36,7 @@ def check_points(x: Tensor, dim: int, what: str = "x") -> None:
 
 
 def check_count(n: Any, what: str = "n") -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if not is_int_at_least(n, 1):
         raise ValueError(f"{what} must be a positive integer, got {n!r}")
     return n
 

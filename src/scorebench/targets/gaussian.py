@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..validation import is_int_at_least
 from .base import TARGETS
 from .mixture import GaussianMixture, covariance_eigh
 
@@ -26,7 +27,7 @@ def _tensor(value: ArrayLike, what: str) -> Tensor:
 
 
 def _check_dim(dim: Any) -> int:
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+    if not is_int_at_least(dim, 1):
         raise ValueError(f"dim must be a positive integer, got {dim!r}")
     return dim
 

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..validation import is_int_at_least
 from .base import TARGETS, Target, check_count, check_points
 from .gaussian import _check_dim, random_rotation
 
@@ -112,7 +113,7 @@ class StudentT(Target):
 
     def __init__(self, dim: int = 2, df: int = 3, scale: float = 1.0) -> None:
         self.dim = _check_dim(dim)
-        if isinstance(df, bool) or not isinstance(df, int) or df < 1:
+        if not is_int_at_least(df, 1):
             raise ValueError(f"student_t: df must be a positive integer, got {df!r}")
         if not scale > 0:
             raise ValueError(f"student_t: scale must be positive, got {scale!r}")
