@@ -1,15 +1,21 @@
 """Score estimators, registered by name in :data:`ESTIMATORS`."""
 
+from . import convex, lipschitz, mlp_dsm, ntk  # noqa: F401  (register the learned estimators)
 from .base import ESTIMATORS, Estimator, ScoreModel
 from .oracle import NoisyOracle, NoisyOracleScore, Oracle, OracleScore, exact_score
+from .training import Budget, FitDiverged, LearnedScore, TrainingRecord
 
 __all__ = [
     "ESTIMATORS",
+    "Budget",
     "Estimator",
+    "FitDiverged",
+    "LearnedScore",
     "NoisyOracle",
     "NoisyOracleScore",
     "Oracle",
     "OracleScore",
     "ScoreModel",
+    "TrainingRecord",
     "exact_score",
 ]

@@ -1,0 +1,1 @@
+"""Placeholder: filled in by the estimator work of issue 4."""
