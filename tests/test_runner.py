@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 import scorebench as sb
 from scorebench.cli import main
@@ -376,3 +377,87 @@ def test_quick_smoke_suite_from_the_cli(tmp_path: Path) -> None:
     frame = pd.read_csv(tmp_path / "smoke" / "results.csv")
     assert (frame["status"] == "ok").all()
     assert set(frame["sampler"]) == {"em", "ei", "ode_euler", "ode_heun", "pc", "ddpm"}
+
+
+FIT_SUITE = """
+[suite]
+name = "fits"
+seed = 3
+device = "cpu"
+
+[targets.g2]
+name = "gaussian"
+dim = 2
+
+[processes.vp]
+
+[estimators.learned]
+name = "exact_with_record_for_test"
+
+[estimators.unstable]
+name = "diverging_fit_for_test"
+
+[samplers.em]
+name = "euler_maruyama"
+
+[samplers.heun]
+name = "pf_ode"
+method = "heun"
+
+[metrics]
+bures_w2 = {}
+
+[[grid]]
+steps = [8]
+n_samples = [100]
+seeds = [0, 1]
+"""
+
+
+def test_training_records_and_diverged_fits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A learned model's training record lands in fits.jsonl once per fit; a fit whose loss
+    turns NaN marks its cells ``diverged`` (fitted once, not once per sampler) and the run goes on."""
+    from scorebench.estimators import ESTIMATORS, Estimator, LearnedScore, TrainingRecord
+    from scorebench.estimators.oracle import exact_score
+    from scorebench.results import read_fit_records
+
+    fits: list[str] = []
+
+    class ExactWithRecord(Estimator):
+        def fit(self, data, process, generator=None):  # type: ignore[no-untyped-def]
+            fits.append("learned")
+            record = TrainingRecord("exact_with_record_for_test")
+            for k, loss in enumerate([3.0, 2.0, 1.5]):
+                record.log(k, loss)
+            record.iterations = record.stopped_at = 3
+            return LearnedScore(data.dim, process, lambda x, t: exact_score(data, process, x, t), record,
+                                dtype=torch.float64)
+
+    class DivergingFit(Estimator):
+        def fit(self, data, process, generator=None):  # type: ignore[no-untyped-def]
+            fits.append("unstable")
+            record = TrainingRecord("diverging_fit_for_test")
+            record.log(0, 1.0)
+            from scorebench.estimators.training import check_finite_loss
+            check_finite_loss(float("nan"), 1, record)
+            raise AssertionError("unreachable")
+
+    monkeypatch.setitem(ESTIMATORS._factories, "exact_with_record_for_test", ExactWithRecord)
+    monkeypatch.setitem(ESTIMATORS._factories, "diverging_fit_for_test", DivergingFit)
+    out = tmp_path / "out"
+    summary = run_suite(load_suite(write_suite(tmp_path, FIT_SUITE, "fits.toml")), out, progress=False)
+    frame = read_results(out)
+    bad = frame[frame["estimator"] == "unstable"]
+    assert len(bad) == 4 and (bad["status"] == "diverged").all()
+    assert bad["message"].str.contains("fit diverged: .*loss became nan at iteration 1").all()
+    good = frame[frame["estimator"] == "learned"]
+    assert (good["status"] == "ok").all() and good["fit_s"].notna().all()
+    assert sorted(fits) == ["learned", "learned", "unstable", "unstable"]  # one fit per seed, shared by samplers
+    records = read_fit_records(out)
+    assert sorted((r["estimator"], r["seed"], r["record"]["status"]) for r in records) == [
+        ("learned", 0, "ok"), ("learned", 1, "ok"), ("unstable", 0, "diverged"), ("unstable", 1, "diverged")]
+    learned = next(r for r in records if r["estimator"] == "learned")
+    assert learned["record"]["losses"] == [3.0, 2.0, 1.5] and learned["record"]["stopped_at"] == 3
+    assert set(summary.fit_s_by_estimator) == {"learned"} and summary.exit_code == 1
+    from scorebench.cli import format_summary
+    assert "fit seconds per estimator: learned" in format_summary(summary, frame)

@@ -72,7 +72,9 @@ def test_plugin_installed_and_discovered_through_its_entry_point(tmp_path: Path)
     suite.write_text(
         '[suite]\nname = "plugin"\ndevice = "cpu"\n[targets.g]\nname = "gaussian"\n[processes.ou]\n'
         '[estimators.oracle]\n[samplers.heun_sde]\nname = "example_heun_sde"\n[samplers.em]\n'
-        'name = "euler_maruyama"\n[metrics]\nexact_w2 = {}\nsliced_w2 = {}\n'
+        'name = "euler_maruyama"\n[samplers.raises]\nname = "example_raises"\n[samplers.wrong_shape]\n'
+        'name = "example_wrong_shape"\n[samplers.nan]\nname = "example_nan"\n'
+        '[metrics]\nexact_w2 = {}\nsliced_w2 = {}\n'
         '[[grid]]\nsteps = [20]\nn_samples = [200]\nseeds = [0, 1]\n'
     )
     code = f"""
@@ -86,10 +88,23 @@ print(check_sampler(sb.get_sampler("example_heun_sde"), ("vp", "ou")))
 sys.exit(main(["run", {str(suite)!r}, "--out", {str(tmp_path / "out")!r}, "--no-progress"]))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr  # the broken plugins' cells failed
     assert "ok   gaussian_exact_law" in result.stdout
     frame = read_results(tmp_path / "out")
-    assert set(frame["sampler"]) == {"heun_sde", "em"} and (frame["status"] == "ok").all()
+    assert set(frame["sampler"]) == {"heun_sde", "em", "raises", "wrong_shape", "nan"}
+    by = {name: group for name, group in frame.groupby("sampler")}
+    for good in ("heun_sde", "em"):
+        assert (by[good]["status"] == "ok").all() and by[good]["value"].notna().all()
+    # each broken plugin is reported per cell and seed, with what went wrong
+    assert (by["raises"]["status"] == "error").all()
+    assert by["raises"]["message"].str.contains("RuntimeError: example plugin failure").all()
+    assert (by["wrong_shape"]["status"] == "error").all()
+    wrong = r"returned \(200, 1\); expected a tensor of shape \(200, 2\)"
+    assert by["wrong_shape"]["message"].str.contains(wrong).all()
+    assert (by["nan"]["status"] == "diverged").all()
+    assert by["nan"]["message"].str.contains("non-finite output in 200 of 200").all()
+    for broken in ("raises", "wrong_shape", "nan"):
+        assert set(by[broken]["seed"]) == {0, 1} and by[broken]["value"].isna().all()
 
 
 def test_the_documented_example_sampler_passes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -91,6 +91,9 @@ def format_summary(summary: RunSummary, frame: pd.DataFrame, max_lines: int = 30
         f"+ noise floors {summary.floor_s:.2f} s (metrics {100 * share:.0f}% of compute), "
         f"wall {summary.wall_s:.1f} s",
     ]
+    if any(v > 0 for v in summary.fit_s_by_estimator.values()):
+        lines.append("fit seconds per estimator: " + ", ".join(
+            f"{k} {v:.2f} s" for k, v in sorted(summary.fit_s_by_estimator.items())))
     table = pivot(frame)
     if len(table):
         with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 4):

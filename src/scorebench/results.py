@@ -120,6 +120,29 @@ def _append(path: Path, text: str) -> None:
         os.fsync(fh.fileno())
 
 
+FITS_FILE = "fits.jsonl"
+
+
+def append_fit_record(run_dir: Path, record: dict[str, Any]) -> None:
+    """Append one estimator training record (JSON, one object per line) to ``fits.jsonl``, synced."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _append(run_dir / FITS_FILE, json.dumps(record, sort_keys=True, allow_nan=False) + "\n")
+
+
+def read_fit_records(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The training records of a run (empty when it fitted nothing); a torn last line is skipped."""
+    path = Path(run_dir) / FITS_FILE
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
 class ResultTable:
     """The result table of one run directory, appended to cell by cell.
 

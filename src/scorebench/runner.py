@@ -36,9 +36,18 @@ from scipy import stats
 from tqdm import tqdm
 
 from .device import resolve_device
+from .estimators.training import FitDiverged
 from .metrics import METRICS
 from .processes import time_grid
-from .results import SCHEMA_VERSION, ResultTable, provenance, read_provenance, read_results, write_provenance
+from .results import (
+    SCHEMA_VERSION,
+    ResultTable,
+    append_fit_record,
+    provenance,
+    read_provenance,
+    read_results,
+    write_provenance,
+)
 from .suite import Cell, Suite, SuiteError, derive_seed
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -119,6 +128,8 @@ class RunSummary:
     status_counts: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     fit_s: float = 0.0
+    #: fit seconds per estimator label (fresh fits only; a cached fit costs nothing)
+    fit_s_by_estimator: dict[str, float] = field(default_factory=dict)
     sample_s: float = 0.0
     metric_s: float = 0.0
     floor_s: float = 0.0
@@ -190,24 +201,47 @@ class Runner:
         return torch.Generator(self.device).manual_seed(derive_seed(self.suite.seed, *parts))
 
     def _fit(self, cell: Cell, seed: int) -> tuple[Any, float, bool]:
-        """The fitted score model, its fit seconds, and whether it was fitted just now."""
+        """The fitted score model, its fit seconds, and whether it was fitted just now.
+
+        A fit that raised is cached as its exception and re-raised for every cell that
+        shares it, so a failing estimator costs one fit per (target, process, seed).  A
+        learned model's training record (and a diverged fit's) goes to ``fits.jsonl``.
+        """
         fresh = False
 
         def make() -> tuple[Any, float]:
             nonlocal fresh
             fresh = True
             target, process = self._obj("targets", cell.target), self._obj("processes", cell.process)
-            estimator = self.suite.build("estimators", cell.estimator)
             gen = self._generator("fit", self._spec(cell, "targets"), self._spec(cell, "processes"),
                                   self._spec(cell, "estimators"), seed)
             _sync(self.device)
             t0 = time.perf_counter()
-            model = estimator.fit(target, process, gen)
+            try:
+                estimator = self.suite.build("estimators", cell.estimator)
+                model = estimator.fit(target, process, gen)
+            except Exception as exc:
+                seconds = time.perf_counter() - t0
+                if isinstance(exc, FitDiverged):
+                    self._save_fit(cell, seed, exc.record.to_dict(), seconds)
+                return exc, seconds
             _sync(self.device)
-            return model, time.perf_counter() - t0
+            seconds = time.perf_counter() - t0
+            record = getattr(model, "record", None)
+            if record is not None and hasattr(record, "to_dict"):
+                self._save_fit(cell, seed, record.to_dict(), seconds)
+            return model, seconds
 
         model, seconds = self._fits.get_or((cell.target, cell.process, cell.estimator, seed), make)
+        if isinstance(model, BaseException):
+            raise model
         return model, seconds, fresh
+
+    def _save_fit(self, cell: Cell, seed: int, record: dict[str, Any], seconds: float) -> None:
+        append_fit_record(self.run_dir, {
+            "run_id": self.run_id, "target": cell.target, "process": cell.process, "estimator": cell.estimator,
+            "seed": seed, "device": str(self.device), "fit_s": seconds, "record": record,
+        })
 
     def _spec(self, cell: Cell, section: str) -> dict[str, Any]:
         label = {"targets": cell.target, "processes": cell.process,
@@ -246,10 +280,15 @@ class Runner:
         traj = [m for m in metrics.values() if m.kind == "trajectory"]
         states: list[tuple[float, torch.Tensor]] = []
         try:
-            score, fit_s, fresh = self._fit(cell, seed)
+            try:
+                score, fit_s, fresh = self._fit(cell, seed)
+            except FitDiverged as exc:
+                return self._failed_rows(cell, seed, base, "diverged", f"fit diverged: {exc}")
             base["fit_s"] = fit_s
             if fresh:
                 summary.fit_s += fit_s
+                by = summary.fit_s_by_estimator
+                by[cell.estimator] = by.get(cell.estimator, 0.0) + fit_s
             score.reset_counts()
             grid = time_grid(process, cell.steps, cell.time_grid)
             record = set().union(*(m.record_steps(cell.steps) for m in traj)) if traj else set()

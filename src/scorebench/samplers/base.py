@@ -201,6 +201,12 @@ class Sampler(ABC):
                 m = self.noise_slots(i)
                 z = noise.normal(i, lo, hi, (m, d)) if m > 0 else None
                 x = self.step(score, process, x, t, t_next, self.step_noise(z, is_last))
+                if not isinstance(x, Tensor) or x.shape != (hi - lo, d):
+                    got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+                    raise ValueError(
+                        f"sampler {self.name!r}: step {i} (t = {t:.4g} -> {t_next:.4g}) returned {got}; "
+                        f"expected a tensor of shape {(hi - lo, d)}"
+                    )
                 if callback is not None:
                     callback(i, t_next, x, lo)
             if lo == 0:

@@ -3,7 +3,9 @@
 ``StochasticHeun`` is registered through the entry point ``scorebench.samplers`` in this
 package's ``pyproject.toml``; once installed, suites name it ``example_heun_sde`` like any
 built-in.  ``BrokenSampler`` makes the typical mistakes and is used to show what
-``check_sampler`` reports.
+``check_sampler`` reports.  ``RaisingSampler``, ``WrongShapeSampler`` and ``NaNSampler``
+(entry points ``example_raises``, ``example_wrong_shape``, ``example_nan``) fail at run time,
+to show that a suite records each failing cell and goes on.
 """
 
 from __future__ import annotations
@@ -43,3 +45,27 @@ class BrokenSampler(Sampler):
         x = x + math.sqrt(float(process.g2(t)) * h) * torch.randn_like(x)  # not the given noise
         x = torch.nan_to_num(x)  # hides a broken score
         return x[:, :-1] if t_next == process.t_min else x
+
+
+class RaisingSampler(StochasticHeun):
+    """Raises in its third step."""
+
+    def step(self, score, process, x, t, t_next, noise):  # type: ignore[no-untyped-def]
+        if t_next < 0.5 * process.T:
+            raise RuntimeError("example plugin failure")
+        return super().step(score, process, x, t, t_next, noise)
+
+
+class WrongShapeSampler(StochasticHeun):
+    """Returns one coordinate too few."""
+
+    def step(self, score, process, x, t, t_next, noise):  # type: ignore[no-untyped-def]
+        return super().step(score, process, x, t, t_next, noise)[:, :-1]
+
+
+class NaNSampler(StochasticHeun):
+    """Turns every particle into NaN at the last step."""
+
+    def step(self, score, process, x, t, t_next, noise):  # type: ignore[no-untyped-def]
+        x = super().step(score, process, x, t, t_next, noise)
+        return x * float("nan") if t_next == process.t_min else x
