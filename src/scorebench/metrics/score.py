@@ -27,7 +27,8 @@ def squared_error(score: ScoreModel, target: Target, process: ForwardProcess, x:
 
 def log_spaced_times(process: ForwardProcess, n_times: int) -> list[float]:
     lo = max(process.t_min, 1e-3 * process.T)
-    return [math.exp(v) for v in torch.linspace(math.log(lo), math.log(process.T), n_times).tolist()]
+    grid = torch.linspace(math.log(lo), math.log(process.T), n_times, dtype=torch.float64).exp()
+    return [min(max(v, lo), process.T) for v in grid.tolist()]  # exactly inside [lo, T] despite rounding
 
 
 @METRICS.register("score_mse")
