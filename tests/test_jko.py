@@ -67,6 +67,30 @@ def test_contraction_and_linear_log_kl() -> None:
     assert slope == pytest.approx(-2 * math.log(1 + h / lam_max), rel=0.1)
 
 
+def test_horizon_rescales_the_grid_into_step_sizes() -> None:
+    """With ``horizon = H`` the steps are the grid spacings times ``H / span``: the recursion
+    equals the closed form (E3 per eigen-direction) run with those step sizes."""
+    vp = sb.get_process("vp")
+    target = sb.get_target("gaussian", dim=2, mean=[1.0, -1.0], condition_number=3.0)
+    score = sb.get_estimator("oracle").fit(target, vp)
+    grid = sb.time_grid(vp, 12, "quadratic")
+    sampler = sb.get_sampler("jko_exact_gaussian", horizon=7.0)
+    sampler.begin(score, vp, grid)
+    lam = sampler._lam
+    m = -(sampler._mu @ sampler._U)
+    u = torch.full_like(lam, sampler.initial_std(vp))
+    h = (grid[:-1] - grid[1:]) * 7.0 / float(grid[0] - grid[-1])
+    assert float(h.sum()) == pytest.approx(7.0)
+    for hk in h.tolist():
+        m, u = m / (1 + hk / lam), (lam * u + torch.sqrt(lam**2 * u**2 + 4 * hk * lam * (hk + lam))) / (2 * (hk + lam))
+    m_end, u_end = sampler.laws()[-1]
+    torch.testing.assert_close(m_end, m)
+    torch.testing.assert_close(u_end, u)
+    for bad in (0.0, -1.0, True, "long"):
+        with pytest.raises(ValueError, match="horizon must be a positive number"):
+            sb.get_sampler("jko_particle", horizon=bad)
+
+
 def test_passes_the_conformance_kit_and_matches_monte_carlo() -> None:
     assert check_sampler(sb.get_sampler("jko_exact_gaussian")).passed
 

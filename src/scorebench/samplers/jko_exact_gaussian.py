@@ -5,11 +5,12 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
+from ..validation import is_positive_real
 from .base import SAMPLERS, Sampler
 
 if TYPE_CHECKING:
@@ -43,6 +44,28 @@ def gaussian_target_of(score: ScoreModel, t: float) -> tuple[Tensor, Tensor, Ten
     return mu, 1.0 / prec, U
 
 
+def check_horizon(horizon: float | None, sampler: str) -> float | None:
+    """A JKO sampler's ``horizon`` parameter: a positive number or ``None``."""
+    if horizon is not None and not is_positive_real(horizon):
+        raise ValueError(f"{sampler}: horizon must be a positive number (total JKO flow time) or None "
+                         f"(the time grid's own spacings), got {horizon!r}")
+    return None if horizon is None else float(horizon)
+
+
+def step_scale(grid: Tensor, horizon: float | None) -> float:
+    r"""Factor turning time-grid spacings into JKO step sizes ``h_k``.
+
+    A JKO sampler runs ``steps`` proximal steps whose sizes are the grid's spacings rescaled
+    to sum to ``horizon`` (the total flow time ``sum_k h_k``), so the suite's grid kinds
+    (uniform, quadratic, karras, log) become step-size schedules; ``horizon=None`` keeps the
+    spacings themselves (flow time = the grid's span, e.g. 1 under VP).  The flow contracts
+    like ``exp(-horizon / lambda_max)`` on a Gaussian target, so a short span leaves it far from
+    the target: JKO samplers are gradient flows, not time reversals.
+    """
+    span = float(grid[0] - grid[-1])
+    return 1.0 if horizon is None else horizon / span
+
+
 def jko_gaussian_step(m: Tensor, u: Tensor, lam: Tensor, h: float) -> tuple[Tensor, Tensor]:
     r"""One JKO step ``argmin_rho KL(rho || N(0, diag(lam))) + W2^2(rho, N(m, diag(u^2))) / (2h)``.
 
@@ -63,21 +86,23 @@ class JKOExactGaussian(Sampler):
     r"""Exact JKO scheme (Jordan, Kinderlehrer, Otto 1998) for ``pi = p_{t_min}`` when it is
     Gaussian: ``rho_{k+1} = argmin KL(rho || pi) + W2^2(rho, rho_k) / (2 h_k)``, started from the
     sampler's initial law ``N(0, prior_std^2 I)``, with ``h_k`` the spacings of the time grid
-    (so ``steps`` JKO steps cover the grid's total time).  The target is read off the score
+    rescaled to sum to ``horizon`` (default ``None``: the spacings themselves, see
+    :func:`step_scale`).  The target is read off the score
     at ``t_min`` (which must be affine: the oracle score of a Gaussian target).
 
     Particles are moved by the optimal (affine) map between consecutive Gaussians, so they
     stay exact draws of ``rho_k``: the ground truth against which particle and neural JKO
     schemes are measured (Cheng, Lu, Tan, Xie 2024; Xu, Cheng, Xie 2023).  Contraction:
     ``W2(rho_{k+1}, pi) <= W2(rho_k, pi) / (1 + h_k / lambda_max)``.  The output converges to
-    ``pi`` as the grid's total time grows, not to the data law at a fixed horizon: it is a
+    ``pi`` as the horizon grows, not to the data law at a fixed horizon: it is a
     gradient-flow sampler, not a time reversal.  NFE is 1 (the score is read once).
     """
 
     noise_per_step = 0
 
-    def __init__(self) -> None:
+    def __init__(self, horizon: float | None = None) -> None:
         super().__init__()
+        self.horizon = check_horizon(horizon, "jko_exact_gaussian")
         self._plan: dict[float, int] = {}
 
     def begin(self, score: ScoreModel, process: ForwardProcess, grid: Tensor) -> None:
@@ -86,9 +111,10 @@ class JKOExactGaussian(Sampler):
         m = -(mu @ U)  # the initial mean 0, in the target's eigen-coordinates centred at mu
         u = torch.full_like(lam, std)
         times = grid.tolist()
+        scale = step_scale(grid, self.horizon)
         laws = [(m, u)]
         for t, t_next in itertools.pairwise(times):
-            m, u = jko_gaussian_step(m, u, lam, t - t_next)
+            m, u = jko_gaussian_step(m, u, lam, scale * (t - t_next))
             laws.append((m, u))
         self._mu, self._U, self._lam, self._laws = mu, U, lam, laws
         self._plan = {t: k for k, t in enumerate(times[:-1])}
@@ -115,3 +141,6 @@ class JKOExactGaussian(Sampler):
         y = (x - mu) @ U
         y = m1.to(x) + (u1 / u0).to(x) * (y - m0.to(x))
         return mu + y @ U.T
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "horizon": self.horizon}

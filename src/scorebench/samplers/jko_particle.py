@@ -10,6 +10,7 @@ from torch import Tensor
 
 from ..validation import is_int_at_least, is_positive_real
 from .base import SAMPLERS, Sampler, SampleResult
+from .jko_exact_gaussian import check_horizon, step_scale
 
 if TYPE_CHECKING:
     from ..estimators.base import ScoreModel
@@ -47,15 +48,19 @@ class JKOParticle(Sampler):
     (median-heuristic bandwidth).  The residual of the condition, averaged over particles, is
     the per-step error ``eps`` of Cheng et al.'s analysis; :attr:`residuals` holds it per step
     and ``SampleResult.info["residuals"]`` returns it.  ``h_k`` are the spacings of the time grid
-    (as in ``jko_exact_gaussian``, the ground truth on Gaussian targets).  ``O(n^2)`` per
+    rescaled to sum to ``horizon`` (as in ``jko_exact_gaussian``, the ground truth on Gaussian
+    targets; see :func:`~.jko_exact_gaussian.step_scale`).  ``O(n^2)`` per
     iteration; particles interact through the KDE, so the result depends on the batch
     (``batch_invariant`` is False) and the step is not affine.
     """
 
     noise_per_step = 0
 
-    def __init__(self, iterations: int = 50, damping: float | None = None, bandwidth: float | None = None) -> None:
+    def __init__(self, iterations: int = 50, damping: float | None = None, bandwidth: float | None = None,
+                 horizon: float | None = None) -> None:
         super().__init__()
+        self.horizon = check_horizon(horizon, "jko_particle")
+        self._scale = 1.0
         if not is_int_at_least(iterations, 1):
             raise ValueError(f"jko_particle: iterations must be a positive integer, got {iterations!r}")
         if damping is not None and (isinstance(damping, bool) or not isinstance(damping, int | float)
@@ -78,6 +83,7 @@ class JKOParticle(Sampler):
 
     def begin(self, score: ScoreModel, process: ForwardProcess, grid: Tensor) -> None:
         self.residuals = []
+        self._scale = step_scale(grid, self.horizon)
 
     def sample(self, *args: Any, **kwargs: Any) -> SampleResult:
         result = super().sample(*args, **kwargs)
@@ -88,7 +94,7 @@ class JKOParticle(Sampler):
         self, score: ScoreModel, process: ForwardProcess, x: Tensor, t: float, t_next: float,
         noise: Tensor | None,
     ) -> Tensor:
-        h = t - t_next
+        h = self._scale * (t - t_next)
         pi_time = process.t_min
         b = self.bandwidth if self.bandwidth is not None else median_bandwidth(x)
         # the KDE score varies on the scale b: its Lipschitz constant ~ 1/b^2 sets the damping
@@ -103,4 +109,4 @@ class JKOParticle(Sampler):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "iterations": self.iterations, "damping": self.damping,
-                "bandwidth": self.bandwidth}
+                "bandwidth": self.bandwidth, "horizon": self.horizon}
