@@ -5,6 +5,7 @@ from .ddpm import DDPM
 from .euler_maruyama import EulerMaruyama
 from .exponential_integrator import ExponentialIntegrator
 from .jko_exact_gaussian import JKOExactGaussian
+from .jko_flow import JKOFlow
 from .jko_particle import JKOParticle
 from .noise import NoiseSource
 from .pc import PredictorCorrector
@@ -17,6 +18,7 @@ __all__ = [
     "EulerMaruyama",
     "ExponentialIntegrator",
     "JKOExactGaussian",
+    "JKOFlow",
     "JKOParticle",
     "NoiseSource",
     "PCFiniteHorizon",
