@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from . import __version__
+from . import __version__, compare, report
 from .estimators import ESTIMATORS
 from .metrics import METRICS
 from .processes import PROCESSES
@@ -208,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list registered components with their parameters")
     p.add_argument("kind", choices=sorted(REGISTRIES))
     p.set_defaults(func=cmd_list)
+
+    compare.add_parser(sub)
+    report.add_parser(sub)
     return parser
 
 
