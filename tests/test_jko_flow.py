@@ -152,7 +152,7 @@ def test_log_density_is_the_exact_law_density(gaussian_case: GaussianCase) -> No
 def _exact_affine_map(score: sb.ScoreModel, process: sb.ForwardProcess, grid: torch.Tensor) -> tuple[torch.Tensor,
                                                                                                          torch.Tensor]:
     """``(A, c)`` of the exact first JKO map ``x -> A x + c`` on ``grid`` (E3, in the target's eigenbasis)."""
-    exact = sb.get_sampler("jko_exact_gaussian")
+    exact = sb.get_sampler("jko_exact_gaussian", horizon=None)
     exact.begin(score, process, grid)
     (m0, u0), (m1, u1) = exact.laws()[:2]
     U, mu = exact._U, exact._mu
@@ -168,7 +168,7 @@ def test_one_block_reaches_the_jko_minimum() -> None:
     target = sb.get_target("gaussian", dim=2, mean=[1.0, -1.0], condition_number=4.0)
     score = sb.get_estimator("oracle").fit(target, ou)
     pi = GaussianLaw.of(target.marginal(ou, ou.t_min))
-    flow = sb.get_sampler("jko_flow", **SMALL)
+    flow = sb.get_sampler("jko_flow", horizon=None, **SMALL)
     flow.sample(score, ou, 200, 1, gen(0), dtype=F64)
     grid = sb.time_grid(ou, 1)
     A, c = _exact_affine_map(score, ou, grid)
@@ -211,7 +211,7 @@ def test_first_order_residual_vanishes_at_the_exact_map_and_shrinks_with_trainin
     x = torch.randn((500, 2), generator=gen(3), dtype=F64)
     assert flow._first_order_residual(score, ou, block, x, 0) < 1e-10
     few = sb.get_sampler("jko_flow", **{**SMALL, "iterations": 5}).sample(score, ou, 500, 1, gen(0), dtype=F64)
-    many = sb.get_sampler("jko_flow", **SMALL).sample(score, ou, 500, 1, gen(0), dtype=F64)
+    many = sb.get_sampler("jko_flow", horizon=None, **SMALL).sample(score, ou, 500, 1, gen(0), dtype=F64)
     assert many.info["residuals"][0] < 0.5 * few.info["residuals"][0]
 
 
@@ -230,7 +230,7 @@ def test_geometric_step_sizes_track_the_exact_recursion_on_the_same_steps() -> N
     assert step_sizes(quad, None, horizon=6.0) == pytest.approx((6.0 / 3.0 * (quad[:-1] - quad[1:])).tolist())
     target = sb.get_target("gaussian", dim=2, mean=[1.0, 1.0], condition_number=4.0)
     score = sb.get_estimator("oracle").fit(target, ou)
-    flow = sb.get_sampler("jko_flow", growth=1.4, **{**SMALL, "iterations": 100})
+    flow = sb.get_sampler("jko_flow", horizon=None, growth=1.4, **{**SMALL, "iterations": 100})
     out, states = _run(flow, score, ou, 1000, grid)
     assert [b["h"] for b in out.info["blocks"]] == pytest.approx(h)
     exact_grid = torch.tensor([ou.T] + [ou.T - s for s in np.cumsum(h)], dtype=F64)
@@ -295,7 +295,7 @@ def test_hutchinson_path_trains_above_the_exact_dimension() -> None:
     ou = sb.get_process("ou", T=1.5 + 1e-3)
     target = sb.get_target("gaussian", dim=3, mean=[1.5, -1.0, 0.5], condition_number=4.0)
     score = sb.get_estimator("oracle").fit(target, ou)
-    flow = sb.get_sampler("jko_flow", exact_logdet_dim=2, probes=2, **{**SMALL, "iterations": 60})
+    flow = sb.get_sampler("jko_flow", horizon=None, exact_logdet_dim=2, probes=2, **{**SMALL, "iterations": 60})
     grid = sb.time_grid(ou, 3)
     out = flow.sample(score, ou, 1000, grid, gen(0), dtype=F64)
     assert [b["logdet"] for b in out.info["blocks"]] == ["hutchinson"] * 3
@@ -311,7 +311,7 @@ def test_flow_inverse_recovers_the_initial_noise_and_nfe_is_counted() -> None:
     ou = sb.get_process("ou")
     target = sb.get_target("gaussian", dim=2, mean=[1.0, 0.0])
     score = sb.get_estimator("oracle").fit(target, ou)
-    flow = sb.get_sampler("jko_flow", **{**SMALL, "iterations": 20})
+    flow = sb.get_sampler("jko_flow", horizon=None, **{**SMALL, "iterations": 20})
     out = flow.sample(score, ou, 300, 3, gen(4), dtype=F64)
     x0 = NoiseSource.from_generator(gen(4), F64).normal(0, 0, 300, (2,)) * ou.prior_std
     assert torch.allclose(flow.inverse(out.samples), x0, atol=1e-10)
@@ -322,7 +322,7 @@ def test_flow_inverse_recovers_the_initial_noise_and_nfe_is_counted() -> None:
 def test_deterministic_chunk_invariant_and_runs_without_grad() -> None:
     vp = sb.get_process("vp")
     score = sb.get_estimator("oracle").fit(sb.get_target("gaussian", dim=2), vp)
-    flow = sb.get_sampler("jko_flow", **{**SMALL, "iterations": 10})
+    flow = sb.get_sampler("jko_flow", horizon=None, **{**SMALL, "iterations": 10})
     n = NOISE_BLOCK + NOISE_BLOCK // 2
     a = flow.sample(score, vp, n, 2, gen(5), dtype=F64).samples
     with torch.no_grad():
@@ -343,8 +343,8 @@ def test_x_init_only_when_training_on_the_particles() -> None:
     score = sb.get_estimator("oracle").fit(sb.get_target("gaussian", dim=2), ou)
     x_init = 2.0 + torch.randn((100, 2), generator=gen(1), dtype=F64)
     with pytest.raises(ValueError, match="x_init needs n_train=None"):
-        sb.get_sampler("jko_flow", iterations=2).sample(score, ou, 100, 2, gen(0), x_init=x_init)
-    flow = sb.get_sampler("jko_flow", n_train=None, batch_size=None, iterations=20, width=8)
+        sb.get_sampler("jko_flow", horizon=None, iterations=2).sample(score, ou, 100, 2, gen(0), x_init=x_init)
+    flow = sb.get_sampler("jko_flow", horizon=None, n_train=None, batch_size=None, iterations=20, width=8)
     out = flow.sample(score, ou, 100, 2, gen(0), x_init=x_init)
     assert torch.isfinite(out.samples).all() and all(math.isnan(r) for r in out.info["residuals"])
     assert float(out.samples.mean(0).norm()) < float(x_init.mean(0).norm())  # pulled toward pi's mean 0
@@ -356,7 +356,7 @@ def test_x_init_only_when_training_on_the_particles() -> None:
 def test_every_process_and_float32(name: str) -> None:
     process = sb.get_process(name)
     score = sb.get_estimator("oracle").fit(sb.get_target("gaussian", dim=3, mean=[1.0, -2.0, 0.5]), process)
-    out = sb.get_sampler("jko_flow", **{**SMALL, "iterations": 5}).sample(score, process, 50, 3, gen(0))
+    out = sb.get_sampler("jko_flow", horizon=None, **{**SMALL, "iterations": 5}).sample(score, process, 50, 3, gen(0))
     assert out.samples.shape == (50, 3) and out.samples.dtype == torch.float32 and out.steps == 3
     assert torch.isfinite(out.samples).all()
 
@@ -365,7 +365,7 @@ def test_non_gaussian_target_moves_toward_pi_and_density_integrates_to_one() -> 
     vp = sb.get_process("vp")
     target = sb.get_target("gmm", preset="ring8")
     score = sb.get_estimator("oracle").fit(target, vp)
-    flow = sb.get_sampler("jko_flow", **{**SMALL, "iterations": 40})
+    flow = sb.get_sampler("jko_flow", horizon=None, **{**SMALL, "iterations": 40})
     out = flow.sample(score, vp, 1000, 2, gen(0), dtype=F64)
     assert torch.isfinite(out.samples).all()
     ref = target.marginal(vp, vp.t_min).sample(1000, gen(1), dtype=F64)
@@ -411,11 +411,11 @@ def test_nan_score_raises_a_clear_error() -> None:
 ])
 def test_bad_parameters_raise(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=f"jko_flow: {match}"):
-        sb.get_sampler("jko_flow", **kwargs)
+        sb.get_sampler("jko_flow", horizon=None, **kwargs)
 
 
 def test_describe_lists_every_parameter() -> None:
-    flow = sb.get_sampler("jko_flow", width=8, growth=1.4)
+    flow = sb.get_sampler("jko_flow", horizon=None, width=8, growth=1.4)
     described = flow.describe()
     assert described["name"] == "jko_flow" and described["width"] == 8 and described["growth"] == 1.4
     import inspect

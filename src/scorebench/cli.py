@@ -167,7 +167,8 @@ def cmd_check_sampler(args: argparse.Namespace) -> int:
     processes = tuple(p.strip() for p in args.processes.split(",") if p.strip())
     for p in processes:
         PROCESSES.factory(p)  # unknown names raise with the allowed list
-    report = check_sampler(load_sampler(args.sampler), processes, raise_on_failure=False)
+    report = check_sampler(load_sampler(args.sampler), processes, raise_on_failure=False,
+                           steps=args.steps, n=args.n)
     print(report)
     return 0 if report.passed else 1
 
@@ -203,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-sampler", help="run the conformance checks on a sampler")
     p.add_argument("sampler", help="a registered name or module:Name")
     p.add_argument("--processes", default="vp,ou,ve,subvp", help="comma-separated processes to check with")
+    p.add_argument("--steps", type=int, help="steps of the non-affine Gaussian check (default 200)")
+    p.add_argument("--n", type=int, help="particles of the non-affine Gaussian check (default 5000)")
     p.set_defaults(func=cmd_check_sampler)
 
     p = sub.add_parser("list", help="list registered components with their parameters")

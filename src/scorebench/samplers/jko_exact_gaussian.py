@@ -86,7 +86,7 @@ class JKOExactGaussian(Sampler):
     r"""Exact JKO scheme (Jordan, Kinderlehrer, Otto 1998) for ``pi = p_{t_min}`` when it is
     Gaussian: ``rho_{k+1} = argmin KL(rho || pi) + W2^2(rho, rho_k) / (2 h_k)``, started from the
     sampler's initial law ``N(0, prior_std^2 I)``, with ``h_k`` the spacings of the time grid
-    rescaled to sum to ``horizon`` (default ``None``: the spacings themselves, see
+    rescaled to sum to ``horizon`` (default 10; ``None``: the spacings themselves, see
     :func:`step_scale`).  The target is read off the score
     at ``t_min`` (which must be affine: the oracle score of a Gaussian target).
 
@@ -100,7 +100,7 @@ class JKOExactGaussian(Sampler):
 
     noise_per_step = 0
 
-    def __init__(self, horizon: float | None = None) -> None:
+    def __init__(self, horizon: float | None = 10.0) -> None:
         super().__init__()
         self.horizon = check_horizon(horizon, "jko_exact_gaussian")
         self._plan: dict[float, int] = {}

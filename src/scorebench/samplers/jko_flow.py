@@ -312,7 +312,8 @@ class JKOFlow(Sampler):
     grad_clip:
         Gradient-norm clipping threshold, or ``None`` for none.
     horizon:
-        Total flow time ``sum_k h_k`` (``None``: the time grid's span), as in ``jko_exact_gaussian``.
+        Total flow time ``sum_k h_k`` (default 10; ``None``: the time grid's span), as in
+        ``jko_exact_gaussian``.
     growth:
         ``None``: ``h_k`` = the time grid's spacings (rescaled to ``horizon``).  A number ``r > 0``:
         ``h_k`` proportional to ``r^k`` (JKO-iFlow: ``r`` about 1.4), summing to the same total.
@@ -332,7 +333,7 @@ class JKOFlow(Sampler):
     def __init__(
         self, iterations: int = 300, lr: float = 2e-2, width: int = 32, depth: int = 2,
         activation: str = "tanh", lipschitz: float = 0.9, grad_clip: float | None = 10.0,
-        horizon: float | None = None, growth: float | None = None, n_train: int | None = 20_000,
+        horizon: float | None = 10.0, growth: float | None = None, n_train: int | None = 20_000,
         batch_size: int | None = 1000, exact_logdet_dim: int = 20, probes: int = 4, series_terms: int = 8,
         warm_start: bool = True,
     ) -> None:

@@ -3,6 +3,7 @@ r"""Implicit particle JKO steps from the first-order optimality condition (scien
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -34,6 +35,23 @@ def median_bandwidth(y: Tensor) -> float:
     return math.sqrt(max(med, 1e-12) / (2.0 * math.log(n + 1.0)))
 
 
+def smoothed_target_score(score: ScoreModel, process: ForwardProcess, b: float) -> Callable[[Tensor], Tensor]:
+    r"""Score of ``pi * N(0, b^2 I)``, ``pi = p_{t_min}``, from the diffusion's own score.
+
+    ``pi * N(0, b^2)`` is the law of ``alpha_0 X_0 + sqrt(sigma_0^2 + b^2) Z`` (index 0: ``t_min``),
+    which is ``X_{t'}`` rescaled by ``r = alpha_0 / alpha_{t'}`` for the ``t'`` whose noise level
+    ``sigma_{t'} / alpha_{t'}`` equals ``sqrt(sigma_0^2 + b^2) / alpha_0``; hence its score at ``y``
+    is ``s(y / r, t') / r``.  Beyond ``T`` the time is clipped to ``T`` (an approximation that
+    only concerns the first steps from a wide prior).
+    """
+    t0 = process.t_min
+    alpha0, sigma0 = float(process.alpha(t0)), float(process.sigma(t0))
+    level = math.sqrt(sigma0**2 + b**2) / alpha0
+    t_s = min(max(float(process.t_from_noise_level(level)), t0), process.T)
+    inv_r = float(process.alpha(t_s)) / alpha0
+    return lambda y: inv_r * score(inv_r * y, t_s)
+
+
 @SAMPLERS.register("jko_particle")
 class JKOParticle(Sampler):
     r"""Particle JKO steps toward ``pi = p_{t_min}`` (Cheng, Lu, Tan, Xie 2024, science.md E.3).
@@ -57,8 +75,11 @@ class JKOParticle(Sampler):
     noise_per_step = 0
 
     def __init__(self, iterations: int = 50, damping: float | None = None, bandwidth: float | None = None,
-                 horizon: float | None = None) -> None:
+                 horizon: float | None = 10.0, debias: bool = True) -> None:
         super().__init__()
+        if not isinstance(debias, bool):
+            raise ValueError(f"jko_particle: debias must be true or false, got {debias!r}")
+        self.debias = debias
         self.horizon = check_horizon(horizon, "jko_particle")
         self._scale = 1.0
         if not is_int_at_least(iterations, 1):
@@ -95,18 +116,19 @@ class JKOParticle(Sampler):
         noise: Tensor | None,
     ) -> Tensor:
         h = self._scale * (t - t_next)
-        pi_time = process.t_min
         b = self.bandwidth if self.bandwidth is not None else median_bandwidth(x)
+        pi_score = smoothed_target_score(score, process, b) if self.debias else (
+            lambda y: score(y, process.t_min))
         # the KDE score varies on the scale b: its Lipschitz constant ~ 1/b^2 sets the damping
         omega = self.damping if self.damping is not None else 1.0 / (1.0 + h / b**2)
         y = x
         for _ in range(self.iterations):
-            target = x + h * (score(y, pi_time) - kde_score(y, b))
+            target = x + h * (pi_score(y) - kde_score(y, b))
             y = (1.0 - omega) * y + omega * target
-        residual = y - x - h * (score(y, pi_time) - kde_score(y, b))
+        residual = y - x - h * (pi_score(y) - kde_score(y, b))
         self.residuals.append(float(residual.norm(dim=1).mean()))
         return y
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "iterations": self.iterations, "damping": self.damping,
-                "bandwidth": self.bandwidth, "horizon": self.horizon}
+                "bandwidth": self.bandwidth, "horizon": self.horizon, "debias": self.debias}
