@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# Nightly benchmark run for scorebench.
+#
+#   benchmarks/nightly.sh [--quick] [--suite FILE] [--baseline DIR] [--out DIR] [--device D]
+#                         [--machine NAME] [--skip-asv] [--skip-pytest-benchmark] [-- COMPARE-OPTIONS...]
+#
+# 1. runs the nightly suite (suites/nightly.toml) into a fresh run directory
+#    (default results/nightly/<UTC time>);
+# 2. compares it with the committed baseline (results/baselines/nightly) by
+#    `scorebench compare`, writing <run>/compare.md (and appending it to $GITHUB_STEP_SUMMARY);
+#    options after `--` go to `scorebench compare` (e.g. -- --metrics exact_w2 --time-factor 1.5);
+# 3. runs the asv benchmarks on the checked-out commit in the current environment
+#    (`asv run -E existing --set-commit-hash HEAD --machine NAME`) after writing asv's machine
+#    file, then `asv publish` (HTML in results/asv-html);
+# 4. runs the pytest-benchmark suite tests/bench (when present) into
+#    results/pytest-benchmark/<machine>/latest.json.
+#
+# --quick runs the suite with `scorebench run --quick` (smallest steps and sample size, at most
+# two seeds: only the matching cells of the baseline are compared), and asv with
+# `--quick --dry-run` (nothing saved).
+#
+# Environment: PYTHON (interpreter, default python), MACHINE or SCOREBENCH_MACHINE (machine name;
+# default derived from the hardware), SCOREBENCH_NIGHTLY_QUICK=1, SCOREBENCH_NIGHTLY_SKIP_ASV=1,
+# SCOREBENCH_NIGHTLY_SKIP_PYTEST_BENCHMARK=1, SCOREBENCH_NIGHTLY_SUITE, SCOREBENCH_NIGHTLY_BASELINE,
+# SCOREBENCH_NIGHTLY_OUT, SCOREBENCH_NIGHTLY_DEVICE, SCOREBENCH_NIGHTLY_ASV_BENCH (regex: only these asv
+# benchmarks).
+#
+# Exit status: 0 all good; 1 the comparison found NEW worse than the baseline (or a cell failed
+# that the baseline ran); 2 bad input (suite or baseline missing or malformed); 3 accuracy fine
+# but a benchmark tool failed (asv run/publish, pytest-benchmark).
+
+set -uo pipefail
+
+usage() {
+    sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT" || exit 2
+
+PYTHON="${PYTHON:-python}"
+QUICK="${SCOREBENCH_NIGHTLY_QUICK:-0}"
+SKIP_ASV="${SCOREBENCH_NIGHTLY_SKIP_ASV:-0}"
+SKIP_PYTEST_BENCHMARK="${SCOREBENCH_NIGHTLY_SKIP_PYTEST_BENCHMARK:-0}"
+SUITE="${SCOREBENCH_NIGHTLY_SUITE:-suites/nightly.toml}"
+BASELINE="${SCOREBENCH_NIGHTLY_BASELINE:-results/baselines/nightly}"
+OUT="${SCOREBENCH_NIGHTLY_OUT:-}"
+DEVICE="${SCOREBENCH_NIGHTLY_DEVICE:-}"
+MACHINE="${MACHINE:-${SCOREBENCH_MACHINE:-}}"
+COMPARE_ARGS=()
+
+need_value() {
+    if [ $# -lt 2 ] || [ -z "$2" ]; then
+        echo "nightly: $1 needs a value" >&2
+        exit 2
+    fi
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --suite) need_value "$@"; SUITE="$2"; shift ;;
+        --baseline) need_value "$@"; BASELINE="$2"; shift ;;
+        --out) need_value "$@"; OUT="$2"; shift ;;
+        --device) need_value "$@"; DEVICE="$2"; shift ;;
+        --machine) need_value "$@"; MACHINE="$2"; shift ;;
+        --skip-asv) SKIP_ASV=1 ;;
+        --skip-pytest-benchmark) SKIP_PYTEST_BENCHMARK=1 ;;
+        --) shift; COMPARE_ARGS=("$@"); break ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "nightly: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+log() { echo "nightly: $*" >&2; }
+
+if [ ! -f "$SUITE" ]; then
+    log "suite file $SUITE not found"
+    exit 2
+fi
+if [ ! -f "$BASELINE" ] && [ ! -f "$BASELINE/results.csv" ]; then
+    log "no baseline table at $BASELINE (a run directory or results.csv); make one with"
+    log "    scorebench run $SUITE --device cpu --out $BASELINE"
+    exit 2
+fi
+if [ -z "$OUT" ]; then
+    OUT="results/nightly/$(date -u +%Y%m%dT%H%M%SZ)$([ "$QUICK" = 1 ] && echo -quick)"
+fi
+if [ -e "$OUT/provenance.json" ]; then
+    log "$OUT already holds a run; give another --out"
+    exit 2
+fi
+
+if [ -z "$MACHINE" ]; then
+    # a stable name from the hardware (host names change with every CI machine)
+    MACHINE="$("$PYTHON" -m scorebench.timing name 2>/dev/null || true)"
+fi
+if [ -z "$MACHINE" ]; then
+    MACHINE="$("$PYTHON" - <<'PY'
+import os, platform, re
+model = platform.processor() or platform.machine()
+try:
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1]
+            break
+except OSError:
+    pass
+print(f"cpu-{re.sub(r'[^a-z0-9]+', '-', model.lower()).strip('-')}-{os.cpu_count()}c")
+PY
+)"
+fi
+log "machine $MACHINE, suite $SUITE, baseline $BASELINE, run $OUT$([ "$QUICK" = 1 ] && echo ' (quick)')"
+
+# -- 1. the suite ---------------------------------------------------------------------
+run_args=(run "$SUITE" --out "$OUT" --no-progress)
+[ "$QUICK" = 1 ] && run_args+=(--quick)
+[ -n "$DEVICE" ] && run_args+=(--device "$DEVICE")
+started=$SECONDS
+"$PYTHON" -m scorebench.cli "${run_args[@]}"
+run_rc=$?
+log "suite finished in $((SECONDS - started)) s (exit $run_rc)"
+if [ "$run_rc" -ge 2 ] || [ ! -f "$OUT/results.csv" ]; then
+    log "the suite could not run"
+    exit 2
+fi
+
+# -- 2. accuracy against the baseline -------------------------------------------------
+"$PYTHON" -m scorebench.cli compare "$BASELINE" "$OUT" --out "$OUT/compare.md" "${COMPARE_ARGS[@]}"
+compare_rc=$?
+if [ -f "$OUT/compare.md" ]; then
+    if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then
+        { echo "## nightly on $MACHINE"; cat "$OUT/compare.md"; } >> "$GITHUB_STEP_SUMMARY"
+    fi
+    # the rows that changed, for the log
+    grep -E '^\| \*\*worse|^\| better' "$OUT/compare.md" | head -40 >&2 || true
+fi
+
+# -- 3. asv ---------------------------------------------------------------------------
+asv_rc=0
+if [ "$SKIP_ASV" = 1 ]; then
+    log "asv skipped (SCOREBENCH_NIGHTLY_SKIP_ASV=1)"
+elif [ ! -f asv.conf.json ]; then
+    log "asv skipped: no asv.conf.json"
+else
+    if ! "$PYTHON" -m scorebench.timing machine-file --name "$MACHINE" 2>/dev/null; then
+        # fallback: asv's own machine description under our name
+        "$PYTHON" - "$MACHINE" <<'PY' || asv_rc=3
+import sys
+from asv.machine import Machine, MachineCollection
+info = Machine.get_defaults()
+info["machine"] = sys.argv[1]
+MachineCollection.save(sys.argv[1], info)
+print(f"wrote machine {sys.argv[1]!r} to {MachineCollection.get_machine_file_path()}")
+PY
+    fi
+    py_exe="$("$PYTHON" -c 'import sys; print(sys.executable)')"
+    asv_args=(run -E "existing:$py_exe" --set-commit-hash "$(git rev-parse HEAD)" --machine "$MACHINE"
+              --show-stderr --durations 20)
+    [ -n "${SCOREBENCH_NIGHTLY_ASV_BENCH:-}" ] && asv_args+=(-b "$SCOREBENCH_NIGHTLY_ASV_BENCH")
+    if [ "$QUICK" = 1 ]; then
+        asv_args+=(--quick --dry-run)
+    else
+        export SCOREBENCH_BENCH_SLOW=1
+    fi
+    started=$SECONDS
+    "$PYTHON" -m asv "${asv_args[@]}" || asv_rc=3
+    log "asv run finished in $((SECONDS - started)) s"
+    "$PYTHON" -m asv publish || asv_rc=3
+fi
+
+# -- 4. pytest-benchmark --------------------------------------------------------------
+bench_rc=0
+if [ "$SKIP_PYTEST_BENCHMARK" = 1 ]; then
+    log "pytest-benchmark skipped (SCOREBENCH_NIGHTLY_SKIP_PYTEST_BENCHMARK=1)"
+elif [ ! -d tests/bench ]; then
+    log "pytest-benchmark skipped: no tests/bench"
+else
+    store="results/pytest-benchmark/$MACHINE"
+    mkdir -p "$store"
+    bench_args=(tests/bench --benchmark-only -p no:xdist --benchmark-json "$store/latest.json")
+    if [ "$QUICK" = 1 ]; then
+        # short timings, not kept in the history
+        bench_args+=(--benchmark-max-time=0.05 --benchmark-min-rounds=1)
+    else
+        bench_args+=(--benchmark-storage "file://$store" --benchmark-autosave)
+    fi
+    "$PYTHON" -m pytest "${bench_args[@]}"
+    rc=$?
+    # 5: no benchmark collected (e.g. only GPU benchmarks on a CPU machine)
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ]; then
+        bench_rc=3
+    fi
+fi
+
+# -- verdict --------------------------------------------------------------------------
+if [ "$compare_rc" -ge 2 ]; then
+    status=2
+elif [ "$compare_rc" -eq 1 ]; then
+    status=1
+elif [ "$asv_rc" -ne 0 ] || [ "$bench_rc" -ne 0 ]; then
+    status=3
+else
+    status=0
+fi
+printf '{"machine": "%s", "run": "%s", "quick": %s, "run_exit": %d, "compare_exit": %d, "asv_exit": %d, "pytest_benchmark_exit": %d, "exit": %d}\n' \
+    "$MACHINE" "$OUT" "$([ "$QUICK" = 1 ] && echo true || echo false)" "$run_rc" "$compare_rc" "$asv_rc" \
+    "$bench_rc" "$status" > "$OUT/nightly.json"
+case "$status" in
+    0) log "OK: no regression against $BASELINE (report: $OUT/compare.md)" ;;
+    1) log "REGRESSION against $BASELINE: see $OUT/compare.md" ;;
+    2) log "could not compare with $BASELINE (exit $compare_rc)" ;;
+    3) log "accuracy OK, but a benchmark tool failed (asv $asv_rc, pytest-benchmark $bench_rc)" ;;
+esac
+exit "$status"
