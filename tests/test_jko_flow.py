@@ -411,7 +411,7 @@ def test_nan_score_raises_a_clear_error() -> None:
 ])
 def test_bad_parameters_raise(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=f"jko_flow: {match}"):
-        sb.get_sampler("jko_flow", horizon=None, **kwargs)
+        sb.get_sampler("jko_flow", **kwargs)
 
 
 def test_describe_lists_every_parameter() -> None:
