@@ -1,9 +1,0 @@
-"""Placeholder for ``scorebench report``; filled in by the tracking work of issue 6."""
-
-from __future__ import annotations
-
-import argparse
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register the ``report`` subcommand (not yet available)."""

@@ -1,0 +1,188 @@
+"""What the report computes from a result table: cell means, noise floors, fronts, orders.
+
+Everything here is a pure function of the table, so the figures and the text of a report
+are reproducible from ``results.csv`` alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..results import ResultsError, read_results
+
+#: the columns that name a cell (a cell x seed is a cell plus ``seed``)
+IDENTITY = ["target", "process", "estimator", "sampler", "time_grid", "steps", "n_samples"]
+#: the label columns whose order of first appearance in the table is kept in every figure
+LABELS = ["target", "process", "estimator", "sampler", "time_grid", "metric"]
+
+
+def load_tables(paths: Sequence[str | Path]) -> tuple[pd.DataFrame, list[str]]:
+    """Read one or more result tables (run directories or ``results.csv`` files) into one frame.
+
+    A row that several inputs hold (same cell, seed, metric and time) is taken from the last
+    input that holds it, as when a run is repeated or completed; the notes say how many rows
+    were superseded.  Raises :class:`ResultsError` naming the path for anything that is not a
+    readable scorebench result table."""
+    if not paths:
+        raise ResultsError("no result tables given")
+    frames = []
+    for i, raw in enumerate(paths):
+        path = Path(raw)
+        if not path.exists():
+            raise ResultsError(f"{path}: no such file or directory")
+        try:
+            df = read_results(path)
+        except ResultsError:
+            raise
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, TypeError) as exc:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise ResultsError(f"{path}: not a scorebench result table ({type(exc).__name__}: {first})") from None
+        df["input"] = i
+        frames.append(df)
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    notes = []
+    if len(frames) > 1:
+        key = [*IDENTITY, "seed", "metric", "t"]
+        dup = frame.duplicated(subset=key, keep="last")
+        if dup.any():
+            notes.append(f"{int(dup.sum())} rows held by more than one input were taken from the last input "
+                         "that holds them.")
+            frame = frame[~dup].reset_index(drop=True)
+    return frame, notes
+
+
+def label_orders(frame: pd.DataFrame) -> dict[str, list[str]]:
+    """Each label column's values in order of first appearance (the suite's order)."""
+    return {c: list(dict.fromkeys(frame[c].tolist())) for c in LABELS}
+
+
+def ok_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows with status ``ok`` and a finite value."""
+    return frame[(frame["status"] == "ok") & np.isfinite(frame["value"].to_numpy(dtype=float))]
+
+
+def cell_means(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds per cell x metric (x time): value, CI ends, NFE, sampling seconds."""
+    ok = ok_rows(frame)
+    if ok.empty:
+        return pd.DataFrame(columns=[*IDENTITY, "metric", "t", "value", "ci_low", "ci_high", "nfe", "sample_s",
+                                     "n_seeds"])
+    out = ok.groupby([*IDENTITY, "metric", "t"], dropna=False, sort=False).agg(
+        value=("value", "mean"), ci_low=("ci_low", "mean"), ci_high=("ci_high", "mean"),
+        nfe=("nfe", "mean"), sample_s=("sample_s", "mean"), n_seeds=("seed", "nunique"),
+    )
+    return out.reset_index()
+
+
+def floor_stats(frame: pd.DataFrame) -> pd.DataFrame:
+    """Noise floor per target x sample size x metric: mean and spread (standard deviation,
+    ``ddof = 1``; zero for one seed) over seeds of the floor.  A floor is one number per
+    (target, n_samples, seed, metric), shared by every cell that has them; metrics without a
+    floor (score metrics) and zero floors (exact-law metrics) are left out."""
+    ok = ok_rows(frame)
+    ok = ok[ok["floor"].notna() & (ok["floor"] != 0)]
+    cols = ["target", "n_samples", "metric", "floor_mean", "floor_sd", "floor_seeds"]
+    if ok.empty:
+        return pd.DataFrame(columns=cols)
+    per_seed = ok.groupby(["target", "n_samples", "metric", "seed"], sort=False)["floor"].mean().reset_index()
+    g = per_seed.groupby(["target", "n_samples", "metric"], sort=False)["floor"]
+    out = pd.DataFrame({
+        "floor_mean": g.mean(),
+        "floor_sd": g.std(ddof=1).fillna(0.0),
+        "floor_seeds": g.size(),
+    }).reset_index()
+    return out[cols]
+
+
+def with_floors(means: pd.DataFrame, floors: pd.DataFrame) -> pd.DataFrame:
+    """``means`` with ``floor_mean``, ``floor_sd`` and ``within_floor`` (the mean value is at or
+    below the floor's mean plus its spread: the cell cannot be told apart from the truth at
+    this sample size)."""
+    out = means.merge(floors, on=["target", "n_samples", "metric"], how="left", sort=False)
+    top = (out["floor_mean"] + out["floor_sd"]).fillna(-np.inf)
+    out["within_floor"] = out["floor_mean"].notna() & (out["value"] <= top)
+    return out
+
+
+def pareto_front(x: Iterable[float], y: Iterable[float]) -> np.ndarray:
+    """Boolean mask of the points no other point beats in both cost ``x`` and error ``y``:
+    point ``i`` is on the front unless some ``j`` has ``x_j <= x_i``, ``y_j <= y_i`` and one
+    of the two strictly smaller.  Equal points are all on the front."""
+    xs = np.asarray(list(x), dtype=float)
+    ys = np.asarray(list(y), dtype=float)
+    no_worse = (xs[None, :] <= xs[:, None]) & (ys[None, :] <= ys[:, None])
+    better = (xs[None, :] < xs[:, None]) | (ys[None, :] < ys[:, None])
+    return ~(no_worse & better).any(axis=1)
+
+
+def fit_order(steps: Sequence[float], values: Sequence[float]) -> tuple[float, float, float]:
+    r"""Least-squares line through ``(log steps, log value)``: slope, its standard error and
+    the intercept.  With ``n`` points, residuals ``r_i`` and ``S_xx = sum (x_i - xbar)^2``,
+    ``SE = sqrt(sum r_i^2 / (n - 2) / S_xx)`` (NaN for two points).  The slope is the
+    empirical convergence order: error ~ C * steps^slope."""
+    x = np.log(np.asarray(steps, dtype=float))
+    y = np.log(np.asarray(values, dtype=float))
+    n = len(x)
+    if n < 2 or np.ptp(x) == 0:
+        raise ValueError("fit_order needs at least two distinct step counts")
+    xbar = x.mean()
+    sxx = float(((x - xbar) ** 2).sum())
+    slope = float(((x - xbar) * (y - y.mean())).sum() / sxx)
+    intercept = float(y.mean() - slope * xbar)
+    if n > 2:
+        resid = y - (intercept + slope * x)
+        se = math.sqrt(float((resid**2).sum()) / (n - 2) / sxx)
+    else:
+        se = math.nan
+    return slope, se, intercept
+
+
+#: a convergence fit needs this many distinct step counts above the noise floor
+MIN_STEPS = 3
+
+ORDER_KEYS = ["metric", "target", "process", "estimator", "time_grid", "n_samples", "sampler"]
+
+
+def convergence_orders(means: pd.DataFrame) -> pd.DataFrame:
+    """Fitted order per metric x (target, process, estimator, time grid, sample size) x sampler,
+    for metrics without a time column, from the cell means over seeds (``with_floors`` output).
+
+    Points at or below the noise floor (``within_floor``) or not positive are left out of the
+    fit: they measure the floor, not the discretisation.  A group is fitted when at least
+    :data:`MIN_STEPS` distinct step counts remain; ``used`` lists them."""
+    d = means[means["t"].isna()]
+    rows = []
+    for key, g in d.groupby(ORDER_KEYS, sort=False):
+        if g["steps"].nunique() < MIN_STEPS:
+            continue
+        g = g.sort_values("steps")
+        keep = (g["value"] > 0) & ~g["within_floor"]
+        used = g[keep]
+        row = dict(zip(ORDER_KEYS, key, strict=True))
+        row.update(n_steps=int(g["steps"].nunique()), used=" ".join(str(int(s)) for s in used["steps"]))
+        if used["steps"].nunique() >= MIN_STEPS:
+            slope, se, intercept = fit_order(used["steps"], used["value"])
+            row.update(slope=slope, se=se, intercept=intercept, n_used=len(used))
+        else:
+            row.update(slope=math.nan, se=math.nan, intercept=math.nan, n_used=len(used))
+        rows.append(row)
+    cols = [*ORDER_KEYS, "n_steps", "used", "n_used", "slope", "se", "intercept"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def fmt(v: float) -> str:
+    """Three significant digits, scientific outside [1e-3, 1e4)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if v == 0:
+        return "0"
+    a = abs(v)
+    if 1e-3 <= a < 1e4:
+        text = f"{v:.3g}"
+        return f"{v:.0f}" if "e" in text else text
+    return f"{v:.1e}".replace("e-0", "e-").replace("e+0", "e+")
