@@ -54,19 +54,21 @@ def test_the_trained_and_particle_jko_samplers_pass(name: str, params: dict, siz
 def test_a_broken_sampler_fails_with_messages_that_say_what_is_wrong() -> None:
     sys.path.insert(0, str(PLUGIN))
     try:
-        from scorebench_example_plugin import BrokenSampler
+        from scorebench_example_plugin import BrokenSampler, WrongShapeSampler
     finally:
         sys.path.remove(str(PLUGIN))
     with pytest.raises(SamplerCheckError) as info:
         check_sampler(BrokenSampler(), ("vp",))
     text = str(info.value)
-    assert "FAIL shapes_and_dtypes: AssertionError: vp: output shape (50, 2), expected (50, 3)" in text
     assert "FAIL determinism: AssertionError: vp: the same seed gave different outputs" in text
     assert "FAIL chunking" in text
     assert "FAIL nan_handling: AssertionError: a NaN score produced finite output" in text
     assert "does it draw noise itself instead of using the noise argument" in text
     report = check_sampler(BrokenSampler(), ("vp",), raise_on_failure=False)
-    assert not report.passed and len(report.failures) == 5
+    assert not report.passed and len(report.failures) == 4
+    shape = check_sampler(WrongShapeSampler(), ("vp",), raise_on_failure=False)
+    assert "FAIL shapes_and_dtypes: ValueError: sampler 'wrongshapesampler': step 1 " in str(shape)
+    assert "returned (50, 2); expected a tensor of shape (50, 3)" in str(shape)
 
 
 def test_not_a_sampler() -> None:

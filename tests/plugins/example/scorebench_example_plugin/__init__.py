@@ -35,7 +35,7 @@ class StochasticHeun(Sampler):
 
 
 class BrokenSampler(Sampler):
-    """Ignores its noise argument, draws from the global RNG and drops a coordinate."""
+    """Ignores its noise argument, draws from the global RNG and hides NaNs."""
 
     noise_per_step = 1
 
@@ -43,8 +43,7 @@ class BrokenSampler(Sampler):
         h = t - t_next
         x = x - h * (float(process.f(t)) * x - float(process.g2(t)) * score(x, t))
         x = x + math.sqrt(float(process.g2(t)) * h) * torch.randn_like(x)  # not the given noise
-        x = torch.nan_to_num(x)  # hides a broken score
-        return x[:, :-1] if t_next == process.t_min else x
+        return torch.nan_to_num(x)  # hides a broken score
 
 
 class RaisingSampler(StochasticHeun):
