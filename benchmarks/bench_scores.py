@@ -1,0 +1,54 @@
+"""Score timings: batched evaluation of the oracle Gaussian-mixture score and of every learned
+estimator's fitted model, and each estimator's fit within a fixed small budget."""
+
+from __future__ import annotations
+
+from ._common import (
+    DEVICES,
+    DIMS,
+    ESTIMATORS,
+    LEARNED,
+    PARTICLES,
+    estimator_fit,
+    is_slow,
+    require,
+    score_eval,
+    sync_timer,
+)
+
+
+class ScoreEval:
+    """``model(x, t)`` on ``n`` exact draws of ``p_t`` (t = 0.5) of a 5-mode Gaussian mixture in
+    ``dim`` dimensions.  Learned models are fitted once per process with the budgets of
+    ``_common.ESTIMATORS`` (the fit is not timed here)."""
+
+    params = (DEVICES, list(ESTIMATORS), DIMS, PARTICLES)
+    param_names = ("device", "estimator", "dim", "n")
+    timer = staticmethod(sync_timer)
+    version = "1"
+
+    def setup(self, device: str, estimator: str, dim: int, n: int) -> None:
+        require(device, slow=is_slow(dim, n))
+        self.run = score_eval(device, estimator, dim, n)
+
+    def time_score(self, device: str, estimator: str, dim: int, n: int) -> None:
+        self.run()
+
+
+class EstimatorFit:
+    """One ``fit`` of each learned estimator on the Gaussian mixture, within the fixed budget of
+    ``_common.ESTIMATORS`` (iterations, training-set size, width), seeded."""
+
+    params = (DEVICES, LEARNED, DIMS)
+    param_names = ("device", "estimator", "dim")
+    timer = staticmethod(sync_timer)
+    version = "1"
+    warmup_time = 0.0
+    timeout = 600
+
+    def setup(self, device: str, estimator: str, dim: int) -> None:
+        require(device, slow=is_slow(dim, defaults=(DIMS[0],)))
+        self.run = estimator_fit(device, estimator, dim)
+
+    def time_fit(self, device: str, estimator: str, dim: int) -> None:
+        self.run()
