@@ -22,6 +22,8 @@ from typing import Any
 
 import pandas as pd
 
+from .timing import cpu_model
+
 SCHEMA_VERSION = 1
 
 #: column -> pandas dtype of the current schema
@@ -239,16 +241,6 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip()
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def provenance(extra: dict[str, Any]) -> dict[str, Any]:
     """Where, when and with what a run was made."""
     from importlib.metadata import PackageNotFoundError, version
@@ -273,7 +265,7 @@ def provenance(extra: dict[str, Any]) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "hostname": platform.node(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_cuda": torch.version.cuda,
         "gpu": torch.cuda.get_device_name(0) if cuda else None,
