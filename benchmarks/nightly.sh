@@ -17,13 +17,13 @@
 #
 # --quick runs the suite with `scorebench run --quick` (smallest steps and sample size, at most
 # two seeds: only the matching cells of the baseline are compared), and asv with
-# `--quick --dry-run` (nothing saved).
+# `--quick --dry-run` (nothing saved), launched by forkserver unless --device cuda.
 #
 # Environment: PYTHON (interpreter, default python), MACHINE or SCOREBENCH_MACHINE (machine name;
 # default derived from the hardware), SCOREBENCH_NIGHTLY_QUICK=1, SCOREBENCH_NIGHTLY_SKIP_ASV=1,
 # SCOREBENCH_NIGHTLY_SKIP_PYTEST_BENCHMARK=1, SCOREBENCH_NIGHTLY_SUITE, SCOREBENCH_NIGHTLY_BASELINE,
 # SCOREBENCH_NIGHTLY_OUT, SCOREBENCH_NIGHTLY_DEVICE, SCOREBENCH_NIGHTLY_ASV_BENCH (regex: only these asv
-# benchmarks).
+# benchmarks), SCOREBENCH_NIGHTLY_ASV_LAUNCH (asv's --launch-method; spawn as configured by default).
 #
 # Exit status: 0 all good; 1 the comparison found NEW worse than the baseline (or a cell failed
 # that the baseline ran); 2 bad input (suite or baseline missing or malformed); 3 accuracy fine
@@ -32,7 +32,7 @@
 set -uo pipefail
 
 usage() {
-    sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -161,6 +161,14 @@ PY
     [ -n "${SCOREBENCH_NIGHTLY_ASV_BENCH:-}" ] && asv_args+=(-b "$SCOREBENCH_NIGHTLY_ASV_BENCH")
     if [ "$QUICK" = 1 ]; then
         asv_args+=(--quick --dry-run)
+        # a quick check on the CPU starts one process per benchmark combination: forked from a
+        # server they cost milliseconds instead of a fresh interpreter with torch (seconds each);
+        # CUDA keeps the configured spawn launcher (a forked process cannot use CUDA safely)
+        launch="${SCOREBENCH_NIGHTLY_ASV_LAUNCH:-}"
+        if [ -z "$launch" ] && [ "$DEVICE" != cuda ]; then
+            launch=forkserver
+        fi
+        [ -n "$launch" ] && asv_args+=(--launch-method "$launch")
     else
         export SCOREBENCH_BENCH_SLOW=1
     fi
