@@ -15,14 +15,13 @@ import datetime as _dt
 import json
 import os
 import platform
-import subprocess
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from .timing import cpu_model
+from .timing import cpu_model, git_output
 
 SCHEMA_VERSION = 1
 
@@ -231,16 +230,6 @@ def read_results(path: str | Path, complete_only: bool = True) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------
 
 
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", *args], capture_output=True, text=True, timeout=10, check=True, cwd=Path(__file__).parent
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip()
-
-
 def provenance(extra: dict[str, Any]) -> dict[str, Any]:
     """Where, when and with what a run was made."""
     from importlib.metadata import PackageNotFoundError, version
@@ -253,8 +242,8 @@ def provenance(extra: dict[str, Any]) -> dict[str, Any]:
         except PackageNotFoundError:
             return None
 
-    sha = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain")
+    sha = git_output("rev-parse", "HEAD")
+    status = git_output("status", "--porcelain")
     cuda = torch.cuda.is_available()
     return {
         "schema_version": SCHEMA_VERSION,

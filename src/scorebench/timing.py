@@ -156,7 +156,9 @@ def nvidia_driver() -> str | None:
     return lines[0].strip() if lines else None
 
 
-def _git(*args: str) -> str | None:
+def git_output(*args: str) -> str | None:
+    """``git ARGS`` run in scorebench's source folder, stripped; ``None`` outside a git checkout
+    (an installed wheel) or without git."""
     try:
         out = subprocess.run(
             ["git", *args], capture_output=True, text=True, timeout=10, check=True, cwd=Path(__file__).parent
@@ -195,7 +197,7 @@ def environment_info() -> dict[str, Any]:
     and inter-op threads, ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``) and the numerical
     settings that change speed or results (deterministic algorithms, cuDNN benchmark, TF32).
     """
-    status = _git("status", "--porcelain")
+    status = git_output("status", "--porcelain")
     return {
         "machine": machine_name(),
         "hostname": platform.node(),
@@ -210,7 +212,7 @@ def environment_info() -> dict[str, Any]:
             p: _package_version(p)
             for p in ("scorebench", "torch", "numpy", "pot", "scipy", "asv", "asv_runner", "pytest-benchmark")
         },
-        "git_commit": _git("rev-parse", "HEAD"),
+        "git_commit": git_output("rev-parse", "HEAD"),
         "git_dirty": None if status is None else bool(status),
         "torch_num_threads": torch.get_num_threads(),
         "torch_num_interop_threads": torch.get_num_interop_threads(),

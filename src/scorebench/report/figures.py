@@ -133,6 +133,11 @@ class Page:
     #: panels per row, so that two varying keys make a grid (rows: the first, columns: the last)
     ncols: int | None = None
 
+    def facets(self) -> str:
+        """What a caption adds after its subject: ``"; panels: ...; target g2, ..."``."""
+        return ((f"; panels: {describe_panels(self.varying)}" if self.varying else "")
+                + (f"; {describe_constant(self.constant)}" if self.constant else ""))
+
 
 def _sort_key(orders: dict[str, list], keys: list[str], values: tuple) -> tuple:
     out = []
@@ -400,8 +405,7 @@ def heatmaps(means: pd.DataFrame, orders: dict[str, list], out: Path) -> list[Fi
             caption = (
                 f"{metric}{' (mean over diffusion times)' if timed else ''} per {what} (rows) and target (columns), "
                 f"{step_text}"
-                + (f"; panels: {describe_panels(page.varying)}" if page.varying else "")
-                + (f"; {describe_constant(page.constant)}" if page.constant else "")
+                + page.facets()
                 + "."
                 + (" Zeros take the lightest colour (log colour scale)."
                    if floor_colour is not None and (vals == 0).any() else "")
@@ -476,8 +480,7 @@ def fronts(means: pd.DataFrame, floors: pd.DataFrame, orders: dict[str, list], p
             save(fig, out / file)
             caption = (
                 f"{metric} against {short}" + ("" if logy else " (linear y: some values are ≤ 0)")
-                + (f"; panels: {describe_panels(page.varying)}" if page.varying else "")
-                + (f"; {describe_constant(page.constant)}" if page.constant else "")
+                + page.facets()
                 + "."
             )
             records.append(FigureRecord(kind, file, metric, caption, labels=[h.get_label() for h in handles]))
@@ -558,8 +561,7 @@ def convergence(means: pd.DataFrame, floors: pd.DataFrame, orders_table: pd.Data
             save(fig, out / file)
             caption = (
                 f"{metric} against steps"
-                + (f"; panels: {describe_panels(page.varying)}" if page.varying else "")
-                + (f"; {describe_constant(page.constant)}" if page.constant else "")
+                + page.facets()
                 + "."
                 + (f" {dropped} cell mean(s) ≤ 0 cannot be shown on the log axis and are not fitted." if dropped
                    else "")
@@ -612,8 +614,7 @@ def score_vs_time(means: pd.DataFrame, orders: dict[str, list], out: Path, metri
         save(fig, out / file)
         caption = (
             f"{metric} against diffusion time t, one line per estimator"
-            + (f"; panels: {describe_panels(page.varying)}" if page.varying else "")
-            + (f"; {describe_constant(page.constant)}" if page.constant else "")
+            + page.facets()
             + "."
             + (f" Not shown (zero at every time: exact score): {', '.join(zero_est)}." if zero_est else "")
         )
