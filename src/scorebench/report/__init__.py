@@ -257,10 +257,8 @@ def build_report(paths: Sequence[str | Path], out: str | Path, title: str | None
         blocks.append(Paragraph("No metric in the table has a non-zero noise floor.", note=True))
     else:
         blocks += [Paragraph("Each metric between two independent target samples of the cell's size (zero for "
-                             "exact-law metrics): what a perfect sampler shows on average.  It is a reference, not a "
-                             "lower bound: a finite-sample distance is not smallest in expectation at the target "
-                             "itself, so a sampler whose law is slightly smoother than the target (for example, "
-                             "a little mass between the modes of a mixture) can sit below it."),
+                             "exact-law metrics): what a perfect sampler shows on average.  It is not a lower bound: "
+                             "with a few seeds a sampler's mean can land below it by chance."),
                    _floor_table(floors)]
     blocks.append(Heading("Failed cells"))
     blocks += _failures(frame)
