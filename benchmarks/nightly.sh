@@ -94,22 +94,10 @@ fi
 
 if [ -z "$MACHINE" ]; then
     # a stable name from the hardware (host names change with every CI machine)
-    MACHINE="$("$PYTHON" -m scorebench.timing name 2>/dev/null || true)"
-fi
-if [ -z "$MACHINE" ]; then
-    MACHINE="$("$PYTHON" - <<'PY'
-import os, platform, re
-model = platform.processor() or platform.machine()
-try:
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1]
-            break
-except OSError:
-    pass
-print(f"cpu-{re.sub(r'[^a-z0-9]+', '-', model.lower()).strip('-')}-{os.cpu_count()}c")
-PY
-)"
+    if ! MACHINE="$("$PYTHON" -m scorebench.timing name)" || [ -z "$MACHINE" ]; then
+        log "cannot name the machine: is scorebench installed for $PYTHON? (or give --machine)"
+        exit 2
+    fi
 fi
 log "machine $MACHINE, suite $SUITE, baseline $BASELINE, run $OUT$([ "$QUICK" = 1 ] && echo ' (quick)')"
 
@@ -144,17 +132,7 @@ if [ "$SKIP_ASV" = 1 ]; then
 elif [ ! -f asv.conf.json ]; then
     log "asv skipped: no asv.conf.json"
 else
-    if ! "$PYTHON" -m scorebench.timing machine-file --name "$MACHINE" 2>/dev/null; then
-        # fallback: asv's own machine description under our name
-        "$PYTHON" - "$MACHINE" <<'PY' || asv_rc=3
-import sys
-from asv.machine import Machine, MachineCollection
-info = Machine.get_defaults()
-info["machine"] = sys.argv[1]
-MachineCollection.save(sys.argv[1], info)
-print(f"wrote machine {sys.argv[1]!r} to {MachineCollection.get_machine_file_path()}")
-PY
-    fi
+    "$PYTHON" -m scorebench.timing machine-file --name "$MACHINE" >&2 || asv_rc=3
     py_exe="$("$PYTHON" -c 'import sys; print(sys.executable)')"
     asv_args=(run -E "existing:$py_exe" --set-commit-hash "$(git rev-parse HEAD)" --machine "$MACHINE"
               --show-stderr --durations 20)

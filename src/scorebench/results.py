@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from .timing import cpu_model, git_output
+from .timing import cpu_model, git_output, package_version
 
 SCHEMA_VERSION = 1
 
@@ -232,15 +232,7 @@ def read_results(path: str | Path, complete_only: bool = True) -> pd.DataFrame:
 
 def provenance(extra: dict[str, Any]) -> dict[str, Any]:
     """Where, when and with what a run was made."""
-    from importlib.metadata import PackageNotFoundError, version
-
     import torch
-
-    def ver(pkg: str) -> str | None:
-        try:
-            return version(pkg)
-        except PackageNotFoundError:
-            return None
 
     sha = git_output("rev-parse", "HEAD")
     status = git_output("status", "--porcelain")
@@ -250,7 +242,7 @@ def provenance(extra: dict[str, Any]) -> dict[str, Any]:
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "git_sha": sha,
         "git_dirty": None if status is None else bool(status),
-        "packages": {p: ver(p) for p in ("scorebench", "torch", "numpy", "pandas", "pot", "scipy")},
+        "packages": {p: package_version(p) for p in ("scorebench", "torch", "numpy", "pandas", "pot", "scipy")},
         "python": platform.python_version(),
         "platform": platform.platform(),
         "hostname": platform.node(),

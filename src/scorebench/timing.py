@@ -110,7 +110,8 @@ def cuda_peak_bytes(fn: Callable[[], Any], device: torch.device | str = "cuda") 
 # ---------------------------------------------------------------------------------------
 
 
-def _package_version(name: str) -> str | None:
+def package_version(name: str) -> str | None:
+    """The installed version of distribution ``name``; ``None`` if it is not installed."""
     try:
         return version(name)
     except PackageNotFoundError:
@@ -209,7 +210,7 @@ def environment_info() -> dict[str, Any]:
         **gpu_info(),
         "python": platform.python_version(),
         "packages": {
-            p: _package_version(p)
+            p: package_version(p)
             for p in ("scorebench", "torch", "numpy", "pot", "scipy", "asv", "asv_runner", "pytest-benchmark")
         },
         "git_commit": git_output("rev-parse", "HEAD"),
@@ -306,12 +307,12 @@ def write_asv_machine_file(
             raise ValueError(f"{target} is not valid JSON ({exc}); fix or remove it") from None
         if not isinstance(data, dict):
             raise ValueError(f"{target} does not hold a JSON object; fix or remove it")
+    from .results import atomic_write_text  # results imports this module
+
     data[info["machine"]] = info
     data["version"] = ASV_MACHINE_API_VERSION
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=4, sort_keys=True) + "\n")
-    os.replace(tmp, target)
+    atomic_write_text(target, json.dumps(data, indent=4, sort_keys=True) + "\n")
     return target
 
 
