@@ -277,3 +277,45 @@ def test_kl_vanishes_with_steps() -> None:
            for n in STEPS]
     assert all(k1 < k0 for k0, k1 in itertools.pairwise(kls))
     assert kls[-1] < 0.01
+
+
+def test_langevin_flow_law_matches_the_matrix_exponential_solution() -> None:
+    """Independent closed form of the Ornstein--Uhlenbeck moments for a start that does not commute
+    with the target: m_t = mu + e^{-Pt}(m_0 - mu), C_t = e^{-Pt} C_0 e^{-Pt} + P^{-1}(I - e^{-2Pt})."""
+    from scorebench.exact import langevin_flow_law
+
+    d = 3
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((d, d)), rng.standard_normal((d, d))
+    S, C0 = a @ a.T + 0.5 * np.eye(d), b @ b.T + 0.1 * np.eye(d)
+    mu, m0 = rng.standard_normal(d), rng.standard_normal(d)
+    target = GaussianLaw(torch.tensor(mu), torch.tensor(S))
+    start = GaussianLaw(torch.tensor(m0), torch.tensor(C0))
+    P = np.linalg.inv(S)
+    for tau in (0.0, 0.3, 2.0, 40.0):
+        E = scipy.linalg.expm(-P * tau)
+        mean = mu + E @ (m0 - mu)
+        cov = E @ C0 @ E.T + np.linalg.solve(P, np.eye(d) - scipy.linalg.expm(-2 * P * tau))
+        law = langevin_flow_law(target, start, tau)
+        assert np.allclose(law.mean.numpy(), mean, atol=1e-12)
+        assert np.allclose(law.cov.numpy(), cov, atol=1e-10)
+    # and the exact Gaussian JKO recursion with ever smaller steps tends to it (first order in h)
+    pi = sb.get_target("gaussian", dim=d, condition_number=4.0, mean=[1.0, -1.0, 0.5])
+    process = sb.get_process("ou")
+    law_pi = GaussianLaw.of(pi.marginal(process, process.t_min))
+    score = sb.get_estimator("oracle").fit(pi, process)
+    flow = langevin_flow_law(law_pi, GaussianLaw.isotropic(d, 1.0), 2.0)
+    errors = [sb.gaussian_w2(sb.exact_output_law(sb.get_sampler("jko_exact_gaussian", horizon=2.0), score, process,
+                                                 k), flow) for k in (20, 40, 80)]
+    assert errors[0] > errors[1] > errors[2]
+    assert 1.8 < errors[0] / errors[1] < 2.2 and 1.8 < errors[1] / errors[2] < 2.2
+
+
+def test_gaussian_law_sample_has_its_moments() -> None:
+    law = GaussianLaw(torch.tensor([1.0, -2.0], dtype=torch.float64),
+                      torch.tensor([[2.0, 0.6], [0.6, 0.5]], dtype=torch.float64))
+    n = 200_000
+    x = law.sample(n, gen(3))
+    z = (x.mean(0) - law.mean) / (law.cov.diagonal() / n).sqrt()
+    assert float(z.abs().max()) < 4.5
+    assert torch.allclose(torch.cov(x.T), law.cov, atol=0.02)

@@ -4,7 +4,7 @@
     scorebench validate SUITE
     scorebench show RESULTS [--metric M] [--values value|floor|ci]
     scorebench list targets|processes|estimators|samplers|metrics
-    scorebench check-sampler NAME|module:Name [--processes vp,ou]
+    scorebench check-sampler NAME|module:Name|file.py:Name [--processes vp,ou] [--param K=V] [--ladder 50,100]
 
 Exit codes: 0 ok, 1 some cells (or conformance checks) failed, 2 bad input.
 """
@@ -12,16 +12,17 @@ Exit codes: 0 ok, 1 some cells (or conformance checks) failed, 2 bad input.
 from __future__ import annotations
 
 import argparse
-import importlib
 import inspect
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
 from . import __version__, compare, report
 from .estimators import ESTIMATORS
 from .metrics import METRICS
+from .plugins import describe_plugin, is_spec, load_object
 from .processes import PROCESSES
 from .registry import Registry
 from .results import ResultsError, read_results
@@ -29,6 +30,11 @@ from .runner import RunSummary, run_suite
 from .samplers import SAMPLERS, Sampler
 from .suite import SuiteError, load_suite
 from .targets import TARGETS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 REGISTRIES: dict[str, Registry] = {
     "targets": TARGETS,
@@ -148,17 +154,37 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_sampler(spec: str) -> Sampler:
-    """A registered sampler name, or ``module:Name`` (a Sampler class, built with no arguments,
-    or an instance)."""
-    if ":" not in spec:
-        return SAMPLERS.build(spec)
-    module_name, _, attr = spec.partition(":")
+def load_sampler(spec: str, params: dict[str, Any] | None = None) -> Sampler:
+    """A registered sampler name, ``module:Name`` or ``path/file.py:Name`` (a Sampler class or
+    factory, built with ``params``, or an instance)."""
+    params = params or {}
+    if not is_spec(spec):
+        return SAMPLERS.build(spec, **params)
+    obj = load_object(spec)
+    if isinstance(obj, type) or (callable(obj) and not isinstance(obj, Sampler)):
+        return SAMPLERS.build(spec, **params)
+    if params:
+        raise ValueError(f"{spec!r} is an instance, not a class: --param does not apply")
+    return obj
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``key=value`` with a TOML value (``0.1``, ``true``, ``"heun"``, ``[1, 2]``); a bare word is a string."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     try:
-        obj = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot load {spec!r}: {exc}") from None
-    return obj() if isinstance(obj, type) else obj
+        return key, tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key, value.strip()
+
+
+def _ladder(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated step counts, got {text!r}") from None
 
 
 def cmd_check_sampler(args: argparse.Namespace) -> int:
@@ -167,9 +193,15 @@ def cmd_check_sampler(args: argparse.Namespace) -> int:
     processes = tuple(p.strip() for p in args.processes.split(",") if p.strip())
     for p in processes:
         PROCESSES.factory(p)  # unknown names raise with the allowed list
-    report = check_sampler(load_sampler(args.sampler), processes, raise_on_failure=False,
-                           steps=args.steps, n=args.n)
+    sampler = load_sampler(args.sampler, dict(args.param or []))
+    options = {"ladder": args.ladder} if args.ladder else {}
+    report = check_sampler(sampler, processes, raise_on_failure=False, steps=args.steps, n=args.n, **options)
     print(report)
+    origin = describe_plugin(sampler, args.sampler if is_spec(args.sampler) else None)
+    if origin is not None:
+        dist = (f"{origin['distribution']} {origin['version']}" if origin["distribution"]
+                else "no installed distribution")
+        print(f"checked {origin['spec']} from {origin['file']} (sha256 {str(origin['sha256'])[:12]}, {dist})")
     return 0 if report.passed else 1
 
 
@@ -202,10 +234,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("check-sampler", help="run the conformance checks on a sampler")
-    p.add_argument("sampler", help="a registered name or module:Name")
+    p.add_argument("sampler", help="a registered name, package.module:Name or path/to/file.py:Name (imports and runs "
+                                   "that code; the current directory is importable)")
     p.add_argument("--processes", default="vp,ou,ve,subvp", help="comma-separated processes to check with")
     p.add_argument("--steps", type=int, help="steps of the non-affine Gaussian check (default 200)")
-    p.add_argument("--n", type=int, help="particles of the non-affine Gaussian check (default 5000)")
+    p.add_argument("--n", type=int,
+                   help="particles of the non-affine checks (default 5000 for gaussian_exact_law, "
+                        "20000 for convergence)")
+    p.add_argument("--ladder", type=_ladder, help="step counts of the convergence check (default 50,100,200,400)")
+    p.add_argument("--param", type=parse_param, action="append", metavar="KEY=VALUE",
+                   help="a constructor parameter of the sampler (TOML value), repeatable")
     p.set_defaults(func=cmd_check_sampler)
 
     p = sub.add_parser("list", help="list registered components with their parameters")

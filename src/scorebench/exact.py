@@ -62,6 +62,11 @@ class GaussianLaw:
     def isotropic(cls, dim: int, std: float, mean: float = 0.0) -> GaussianLaw:
         return cls(torch.full((dim,), float(mean), dtype=_F64), std**2 * torch.eye(dim, dtype=_F64))
 
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        """``n`` exact draws ``mean + C^{1/2} z`` in float64, on the generator's device."""
+        z = torch.randn((n, self.dim), generator=generator, device=generator.device, dtype=_F64)
+        return self.mean.to(z.device) + z @ _psd_sqrt(self.cov).to(z.device)
+
 
 def _psd_sqrt(cov: Tensor) -> Tensor:
     evals, evecs = torch.linalg.eigh(0.5 * (cov + cov.T))
@@ -93,6 +98,27 @@ def gaussian_kl(p: GaussianLaw, q: GaussianLaw) -> float:
     maha = float(diff[:, 0] @ sol[:, -1])
     logdet = 2 * (torch.log(torch.diagonal(Lq)).sum() - torch.log(torch.diagonal(Lp)).sum())
     return float(0.5 * (trace + maha - p.dim + logdet))
+
+
+def langevin_flow_law(target: GaussianLaw, init: GaussianLaw, tau: float) -> GaussianLaw:
+    r"""Law at time ``tau`` of the Langevin diffusion ``dX = grad log pi(X) dt + sqrt(2) dW``
+    toward ``pi = N(mu, S)``, started from ``init = N(m_0, C_0)``.
+
+    The diffusion is the Wasserstein gradient flow of ``KL(. || pi)`` (Jordan, Kinderlehrer,
+    Otto 1998), the limit of JKO steps whose sizes sum to ``tau``.  With ``P = S^{-1}`` the
+    mean solves ``dm/dt = -P (m - mu)`` and the covariance ``dC/dt = 2I - P C - C P``, whose
+    fixed point is ``S``; so ``m_tau = mu + exp(-P tau) (m_0 - mu)`` and ``C_tau = S + E (C_0 - S) E``
+    with ``E = exp(-P tau)`` (in ``S``'s eigenbasis, ``p_i = 1 / lambda_i``:
+    ``(C_tau - S)_ij = e^{-(p_i + p_j) tau} (C_0 - S)_ij``).
+    """
+    lam, U = torch.linalg.eigh(0.5 * (target.cov + target.cov.T))
+    if float(lam.min()) <= 0:
+        raise ValueError("langevin_flow_law: the target covariance must be positive definite")
+    decay = torch.exp(-tau / lam)  # exp(-p_i tau), p_i = 1 / lam_i
+    mean = target.mean + U @ (decay * (U.T @ (init.mean - target.mean)))
+    gap = U.T @ (init.cov - target.cov) @ U
+    cov = target.cov + U @ (decay[:, None] * gap * decay[None, :]) @ U.T
+    return GaussianLaw(mean, 0.5 * (cov + cov.T))
 
 
 @dataclass(frozen=True)

@@ -373,3 +373,7 @@ def check_grid(process: ForwardProcess, grid: Tensor) -> Tensor:
     if not (grid[1:] < grid[:-1]).all():
         raise ValueError("time grid must be strictly decreasing (from T down to t_min)")
     return grid
+
+
+#: every component this registry builds, plugins included, must be one
+PROCESSES.base = ForwardProcess

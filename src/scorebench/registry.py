@@ -5,7 +5,9 @@ class or factory.  Built-ins register with a decorator, in the style of score_sd
 ``register_predictor``; outside packages register through an entry-point group
 (``scorebench.samplers``, ``scorebench.targets``, ...), loaded the first time a name
 is looked up.  Every user mistake -- an unknown name, an unknown or missing parameter --
-is reported as one :class:`ValueError` that lists what is allowed.
+is reported as one :class:`ValueError` that lists what is allowed.  Where a name is expected, a
+``module:Name`` or ``path/file.py:Name`` spec loads a component from outside
+(:mod:`scorebench.plugins`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
+
+from .plugins import PluginError, is_spec, load_object
 
 T = TypeVar("T")
 
@@ -48,13 +52,19 @@ class Registry(Generic[T]):
         Singular noun used in messages, e.g. ``"sampler"``.
     entry_point_group:
         Entry-point group scanned for plugins, e.g. ``"scorebench.samplers"``.
+    base:
+        The class every component must be an instance of (set once the class exists); a
+        plugin that builds anything else is refused with a message.
     """
 
-    def __init__(self, kind: str, entry_point_group: str | None = None) -> None:
+    def __init__(self, kind: str, entry_point_group: str | None = None, base: type | None = None) -> None:
         self.kind = kind
         self.entry_point_group = entry_point_group
+        self.base = base
         self._factories: dict[str, Callable[..., T]] = {}
         self._plugins_loaded = False
+        #: entry-point name -> the entry point's value (``module:attr``), for provenance
+        self.entry_points: dict[str, str] = {}
 
     # -- registration -----------------------------------------------------------------
     def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
@@ -86,6 +96,7 @@ class Registry(Generic[T]):
                 continue
             try:
                 self.add(ep.name, ep.load())
+                self.entry_points[ep.name] = ep.value
             except Exception as exc:  # a broken plugin must not break the built-ins
                 warnings.warn(
                     f"could not load {self.kind} plugin {ep.name!r} from entry point "
@@ -105,6 +116,15 @@ class Registry(Generic[T]):
         return name in self._factories
 
     def factory(self, name: str) -> Callable[..., T]:
+        """The class or factory registered as ``name``, or loaded from a ``module:Name`` spec."""
+        if is_spec(name):
+            try:
+                obj = load_object(name)
+            except PluginError as exc:
+                raise ValueError(f"{self.kind} {exc}") from None
+            if not callable(obj):
+                raise ValueError(f"{self.kind} {name!r} is a {type(obj).__name__}, not a class or factory")
+            return obj
         self._load_plugins()
         try:
             return self._factories[name]
@@ -145,4 +165,10 @@ class Registry(Generic[T]):
                 f"{self.kind} {name!r}: missing required parameter(s) {', '.join(missing)}; "
                 f"signature: {', '.join(map(str, known))}"
             )
-        return factory(**params)
+        obj = factory(**params)
+        if self.base is not None and not isinstance(obj, self.base):
+            raise ValueError(
+                f"{self.kind} {name!r} built a {type(obj).__name__}, not a scorebench {self.base.__name__} "
+                f"(subclass scorebench.{self.base.__name__})"
+            )
+        return obj

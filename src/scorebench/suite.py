@@ -51,6 +51,7 @@ from typing import Any
 
 from .estimators import ESTIMATORS
 from .metrics import METRICS
+from .plugins import PluginError, is_spec, resolve_spec
 from .processes import GRID_KINDS, PROCESSES
 from .registry import Registry
 from .samplers import SAMPLERS
@@ -88,6 +89,12 @@ class ComponentSpec:
     label: str
     name: str
     params: dict[str, Any] = field(hash=False)
+    #: ``name`` with a plugin file's path made absolute (what is built; ``name`` is what is recorded)
+    resolved: str = field(default="", compare=False)
+
+    @property
+    def is_plugin_spec(self) -> bool:
+        return is_spec(self.name)
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, **self.params}
@@ -132,7 +139,7 @@ class Suite:
 
     def build(self, section: str, label: str) -> Any:
         spec = self.spec(section, label)
-        return SECTIONS[section].build(spec.name, **spec.params)
+        return SECTIONS[section].build(spec.resolved or spec.name, **spec.params)
 
     def build_metric(self, name: str) -> Any:
         return METRICS.build(name, **self.metrics[name])
@@ -297,15 +304,24 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
                 raise ctx.fail(key, f"expected a table of parameters, got {type(body).__name__}")
             params = dict(body)
             comp = params.pop("name", label)
-            if comp not in registry:
+            resolved = comp
+            if not isinstance(comp, str):
+                raise ctx.fail(f"{key}.name", f"expected a string, got {comp!r}")
+            if is_spec(comp):
+                try:
+                    resolved = resolve_spec(comp, [path.parent])
+                except PluginError as exc:
+                    raise ctx.fail(f"{key}.name", str(exc)) from None
+            elif comp not in registry:
                 raise ctx.fail(
-                    f"{key}.name", f"unknown {registry.kind} {comp!r}; allowed: {_allowed(registry.names())}"
+                    f"{key}.name", f"unknown {registry.kind} {comp!r}; allowed: {_allowed(registry.names())} "
+                    "(or 'package.module:Name', 'path/to/file.py:Name')"
                 )
             try:
-                built[section][label] = registry.build(comp, **params)
+                built[section][label] = registry.build(resolved, **params)
             except (ValueError, TypeError) as exc:
                 raise ctx.fail(key, str(exc)) from None
-            components[section][label] = ComponentSpec(label, comp, params)
+            components[section][label] = ComponentSpec(label, comp, params, resolved)
 
     metrics_table = data.get("metrics", {})
     if isinstance(metrics_table, list):

@@ -20,6 +20,17 @@ Each check runs the sampler on small Gaussian problems whose answers are known:
   5000 particles by default; ``steps`` and ``n`` lower that for samplers whose steps are
   costly, such as trained JKO blocks or interacting particles, whose ``O(n^2)`` kernels make
   5000 particles slow).
+* ``convergence``: correctness, not only consistency.  With the exact score, started from
+  exact draws of ``p_T``, the error to the target at 50, 100, 200 and 400 steps (``ladder``)
+  must be finite, shrink from each step count to the next, fall at a fitted order of at
+  least 0.5 and end below a tolerance of 0.1 (W2); exact W2 of the exact output law for
+  affine samplers, the W2 of the sample moments (20000 particles, or ``n``) for the others,
+  down to their noise floor.  A gradient-flow sampler (JKO) is held to the Langevin flow it
+  discretises.  The measured orders are reported.  See :mod:`scorebench.convergence`.
+
+A step that uses a wrong score coefficient, ignores the score, draws the wrong noise
+variance or writes one process's coefficients into the step passes every consistency check
+(its exact law is still a Gaussian its samples agree with) and fails ``convergence``.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .convergence import LADDER, Convergence, convergence
 from .estimators.base import ScoreModel
 from .estimators.oracle import OracleScore
 from .exact import GaussianLaw, exact_output_law, gaussian_w2
@@ -51,6 +63,8 @@ class CheckReport:
 
     sampler: str
     results: list[tuple[str, bool, str]] = field(default_factory=list)
+    #: the ``convergence`` check's measurements, one per process
+    convergence: list[Convergence] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -62,8 +76,10 @@ class CheckReport:
 
     def __str__(self) -> str:
         lines = [f"check_sampler({self.sampler}):"]
-        lines += [f"  {'ok  ' if ok else 'FAIL'} {name}" + (f": {detail}" if detail else "")
-                  for name, ok, detail in self.results]
+        for name, ok, detail in self.results:
+            first, *rest = (detail or "").splitlines() or [""]
+            lines.append(f"  {'ok  ' if ok else 'FAIL'} {name}" + (f": {first}" if first else ""))
+            lines += [f"         {line}" for line in rest]
         return "\n".join(lines)
 
 
@@ -86,16 +102,22 @@ def check_sampler(
     raise_on_failure: bool = True,
     steps: int | None = None,
     n: int | None = None,
+    ladder: tuple[int, ...] = LADDER,
 ) -> CheckReport:
     """Run every conformance check on ``sampler``; see the module docstring.
 
     ``steps`` and ``n`` set the grid size and particle count of the non-affine Gaussian check
     (defaults 200 and 5000; its tolerance, Bures W2 < 0.15 on a 3-d target, allows about
-    1000 particles).
+    1000 particles); ``n`` also sets the particles of the non-affine ``convergence`` check
+    (default 20000).  ``ladder`` is the step counts of the ``convergence`` check (default
+    50, 100, 200, 400; fewer and smaller for samplers whose steps are costly).
     """
     for value, what in ((steps, "steps"), (n, "n")):
         if value is not None and not is_int_at_least(value, 1):
             raise ValueError(f"check_sampler: {what} must be a positive integer or None, got {value!r}")
+    ladder = tuple(ladder)
+    if len(ladder) < 2 or not all(is_int_at_least(s, 1) for s in ladder) or list(ladder) != sorted(set(ladder)):
+        raise ValueError(f"check_sampler: ladder must be at least two increasing step counts, got {ladder!r}")
     name = getattr(sampler, "name", type(sampler).__name__)
     report = CheckReport(str(name))
     if not isinstance(sampler, Sampler):
@@ -203,10 +225,20 @@ def check_sampler(
                 lines.append(f"{pname} bures_w2={w:.3f}")
         return ", ".join(lines)
 
+    def converges() -> str:
+        report.convergence = [convergence(sampler, process, TARGET, ladder, n=n) for process in procs.values()]
+        failed = [c for c in report.convergence if not c.passed]
+        what = report.convergence[0]
+        head = f"{what.method}, against {what.reference}"
+        if failed:
+            raise AssertionError("\n".join([f"{head}; W2 by steps:", *(
+                f"{c.process}: {'; '.join(c.problems)} ({c.table()})" for c in failed)]))
+        return "\n".join([f"{head}:", *(c.summary() for c in report.convergence)])
+
     for check, fn in [
         ("interface", interface), ("shapes_and_dtypes", shapes_and_dtypes), ("device", device),
         ("determinism", determinism), ("chunking", chunking), ("nan_handling", nan_handling),
-        ("nfe", nfe), ("gaussian_exact_law", gaussian_exact_law),
+        ("nfe", nfe), ("gaussian_exact_law", gaussian_exact_law), ("convergence", converges),
     ]:
         run(check, fn)
     if raise_on_failure and not report.passed:

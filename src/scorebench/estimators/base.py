@@ -102,3 +102,7 @@ def require_exact_target(data: Target | Tensor, estimator: str) -> Target:
             "use it with gaussian, gaussian_unknown_mean or gmm"
         )
     return data
+
+
+#: every component this registry builds, plugins included, must be one
+ESTIMATORS.base = Estimator

@@ -117,3 +117,7 @@ class ExactMetric(Metric):
     def compute(
         self, sampler: Sampler, score: ScoreModel, process: ForwardProcess, grid: Tensor, target: Target
     ) -> float: ...
+
+
+#: every component this registry builds, plugins included, must be one
+METRICS.base = Metric

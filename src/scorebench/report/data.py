@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..results import ResultsError, read_results
+from ..stats import fit_order
 
 #: the columns that name a cell (a cell x seed is a cell plus ``seed``)
 IDENTITY = ["target", "process", "estimator", "sampler", "time_grid", "steps", "n_samples"]
@@ -118,28 +119,6 @@ def pareto_front(x: Iterable[float], y: Iterable[float]) -> np.ndarray:
     no_worse = (xs[None, :] <= xs[:, None]) & (ys[None, :] <= ys[:, None])
     better = (xs[None, :] < xs[:, None]) | (ys[None, :] < ys[:, None])
     return ~(no_worse & better).any(axis=1)
-
-
-def fit_order(steps: Sequence[float], values: Sequence[float]) -> tuple[float, float, float]:
-    r"""Least-squares line through ``(log steps, log value)``: slope, its standard error and
-    the intercept.  With ``n`` points, residuals ``r_i`` and ``S_xx = sum (x_i - xbar)^2``,
-    ``SE = sqrt(sum r_i^2 / (n - 2) / S_xx)`` (NaN for two points).  The slope is the
-    empirical convergence order: error ~ C * steps^slope."""
-    x = np.log(np.asarray(steps, dtype=float))
-    y = np.log(np.asarray(values, dtype=float))
-    n = len(x)
-    if n < 2 or np.ptp(x) == 0:
-        raise ValueError("fit_order needs at least two distinct step counts")
-    xbar = x.mean()
-    sxx = float(((x - xbar) ** 2).sum())
-    slope = float(((x - xbar) * (y - y.mean())).sum() / sxx)
-    intercept = float(y.mean() - slope * xbar)
-    if n > 2:
-        resid = y - (intercept + slope * x)
-        se = math.sqrt(float((resid**2).sum()) / (n - 2) / sxx)
-    else:
-        se = math.nan
-    return slope, se, intercept
 
 
 #: a convergence fit needs this many distinct step counts above the noise floor

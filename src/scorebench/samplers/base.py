@@ -86,6 +86,23 @@ class Sampler(ABC):
         (then any ``chunk_size`` gives the same result)."""
         return True
 
+    @property
+    def gradient_flow(self) -> bool:
+        """Whether the sampler is a gradient flow toward ``p_{t_min}`` (a JKO scheme) rather than
+        a time reversal of the forward process.
+
+        A time reversal's output approaches ``p_{t_min}`` as its grid is refined.  A gradient
+        flow's output approaches the law at time :meth:`flow_time` of the Langevin diffusion
+        ``dX = grad log p_{t_min}(X) dt + sqrt(2) dW`` started from its initial law, and
+        reaches ``p_{t_min}`` only as that time grows; it starts from its own initial law,
+        never from draws of ``p_T``.
+        """
+        return False
+
+    def flow_time(self, process: ForwardProcess, grid: Tensor) -> float:
+        """Total flow time of a gradient-flow sampler on ``grid`` (the sum of its step sizes)."""
+        raise NotImplementedError(f"sampler {self.name!r} is a time reversal, not a gradient flow")
+
     @abstractmethod
     def step(
         self, score: ScoreModel, process: ForwardProcess, x: Tensor, t: float, t_next: float,
@@ -220,3 +237,7 @@ class Sampler(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "name")
         return f"{type(self).__name__}({args})"
+
+
+#: every component this registry builds, plugins included, must be one
+SAMPLERS.base = Sampler

@@ -105,6 +105,13 @@ class JKOExactGaussian(Sampler):
         self.horizon = check_horizon(horizon, "jko_exact_gaussian")
         self._plan: dict[float, int] = {}
 
+    @property
+    def gradient_flow(self) -> bool:
+        return True
+
+    def flow_time(self, process: ForwardProcess, grid: Tensor) -> float:
+        return step_scale(grid, self.horizon) * float(grid[0] - grid[-1])
+
     def begin(self, score: ScoreModel, process: ForwardProcess, grid: Tensor) -> None:
         mu, lam, U = gaussian_target_of(score, process.t_min)
         std = self.initial_std(process)

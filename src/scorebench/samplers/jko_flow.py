@@ -393,6 +393,13 @@ class JKOFlow(Sampler):
         """With its own training set (``n_train``) the blocks do not depend on the particles."""
         return self.n_train is not None
 
+    @property
+    def gradient_flow(self) -> bool:
+        return True
+
+    def flow_time(self, process: ForwardProcess, grid: Tensor) -> float:
+        return sum(step_sizes(grid, self.growth, self.horizon))
+
     # -- driver hooks ----------------------------------------------------------------
     def sample(self, score: ScoreModel, process: ForwardProcess, n: int, grid: Any,  # type: ignore[override]
                generator: torch.Generator, **kwargs: Any) -> SampleResult:

@@ -102,6 +102,13 @@ class JKOParticle(Sampler):
     def batch_invariant(self) -> bool:
         return False
 
+    @property
+    def gradient_flow(self) -> bool:
+        return True
+
+    def flow_time(self, process: ForwardProcess, grid: Tensor) -> float:
+        return step_scale(grid, self.horizon) * float(grid[0] - grid[-1])
+
     def begin(self, score: ScoreModel, process: ForwardProcess, grid: Tensor) -> None:
         self.residuals = []
         self._scale = step_scale(grid, self.horizon)

@@ -93,3 +93,7 @@ class Target(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "name")
         return f"{type(self).__name__}({args})"
+
+
+#: every component this registry builds, plugins included, must be one
+TARGETS.base = Target
