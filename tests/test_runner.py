@@ -332,9 +332,17 @@ def test_a_non_finite_metric_value_is_an_error(tmp_path: Path, monkeypatch: pyte
 def test_migration_of_an_older_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                       first_run: tuple[Path, pd.DataFrame]) -> None:
     _, frame = first_run
+    # the real step 1 -> 2: tables from before the init column started every chain from the prior
+    v1 = frame.drop(columns=["init"]).assign(schema_version=1)
+    v1.to_csv(tmp_path / "results.csv", index=False)
+    migrated = read_results(tmp_path)
+    assert (migrated["init"] == "prior").all() and (migrated["schema_version"] == SCHEMA_VERSION).all()
+    pd.testing.assert_frame_equal(migrated.drop(columns=["init"]), frame.drop(columns=["init"]))
+
     old = frame.rename(columns={"value": "metric_value"}).drop(columns=["floor"])
     old["schema_version"] = SCHEMA_VERSION - 1
     old.to_csv(tmp_path / "results.csv", index=False)
+    monkeypatch.delitem(MIGRATIONS, SCHEMA_VERSION - 1)
     with pytest.raises(ResultsError, match=f"no migration from schema version {SCHEMA_VERSION - 1}"):
         read_results(tmp_path)
 

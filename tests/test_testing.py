@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -137,18 +139,27 @@ sys.exit(main(["run", {str(suite)!r}, "--out", {str(tmp_path / "out")!r}, "--no-
     assert by["nan"]["message"].str.contains("non-finite output in 200 of 200").all()
     for broken in ("raises", "wrong_shape", "nan"):
         assert set(by[broken]["seed"]) == {0, 1} and by[broken]["value"].isna().all()
+    # provenance names the distribution, its version and the hash of the file each plugin came from
+    plugins = json.loads((tmp_path / "out" / "provenance.json").read_text())["plugins"]
+    installed = target / "scorebench_example_plugin" / "__init__.py"
+    sha = hashlib.sha256(installed.read_bytes()).hexdigest()
+    assert set(plugins) == {"samplers.heun_sde", "samplers.raises", "samplers.wrong_shape", "samplers.nan"}
+    for info in plugins.values():
+        assert (info["distribution"], info["version"], info["sha256"]) == ("scorebench-example-plugin", "0.1.0", sha)
+    assert plugins["samplers.heun_sde"]["spec"] == (
+        "entry point scorebench.samplers: example_heun_sde = scorebench_example_plugin:StochasticHeun")
 
 
-def test_the_documented_example_sampler_passes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The code in docs/proposing-a-sampler.md, executed as written, registers a sampler that passes."""
-    from scorebench.samplers import SAMPLERS
-
-    monkeypatch.setattr(SAMPLERS, "_factories", dict(SAMPLERS._factories))  # undo the registration after
+def test_the_documented_example_sampler_passes() -> None:
+    """The code in docs/proposing-a-sampler.md, executed as written, defines a sampler that passes."""
     text = (ROOT / "docs" / "proposing-a-sampler.md").read_text()
     code = text.split("```python", 1)[1].split("```", 1)[0]
     namespace: dict = {}
     exec(compile(code, "proposing-a-sampler.md", "exec"), namespace)
-    assert check_sampler(sb.get_sampler("my_sampler", churn=0.1), ("vp", "ou")).passed
+    assert check_sampler(namespace["HeunSDE"](), ("vp", "ou")).passed
+    # suites/proposal.toml runs the same sampler from suites/my_sampler.py
+    assert code.strip().split("\n", 1)[1].strip() == (ROOT / "suites" / "my_sampler.py").read_text().split(
+        '"""', 2)[2].strip()
 
 
 def _example_plugin(*names: str) -> list:

@@ -1,7 +1,7 @@
 """The ``scorebench`` command line.
 
     scorebench run SUITE [--out DIR] [--resume] [--device D] [--quick]
-    scorebench validate SUITE
+    scorebench validate SUITE [--quick] [--device D] [--no-estimate]
     scorebench show RESULTS [--metric M] [--values value|floor|ci]
     scorebench list targets|processes|estimators|samplers|metrics
     scorebench check-sampler NAME|module:Name|file.py:Name [--processes vp,ou] [--param K=V] [--ladder 50,100]
@@ -25,6 +25,7 @@ from .metrics import METRICS
 from .plugins import describe_plugin, is_spec, load_object
 from .processes import PROCESSES
 from .registry import Registry
+from .report.data import IDENTITY
 from .results import ResultsError, read_results
 from .runner import RunSummary, run_suite
 from .samplers import SAMPLERS, Sampler
@@ -43,7 +44,7 @@ REGISTRIES: dict[str, Registry] = {
     "samplers": SAMPLERS,
     "metrics": METRICS,
 }
-ID_COLUMNS = ["target", "process", "estimator", "sampler", "time_grid", "steps", "n_samples"]
+ID_COLUMNS = list(IDENTITY)
 
 
 def _summary_line(registry: Registry, name: str) -> str:
@@ -130,10 +131,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
-    cells = suite.cells()
-    runs = sum(len(suite.seeds_of(c)) for c in cells)
-    print(f"{args.suite}: ok: suite {suite.name!r}, {len(cells)} cells, {runs} cell x seed runs, "
-          f"metrics {', '.join(suite.metrics)}")
+    shown = suite.quick() if args.quick else suite
+    cells = shown.cells()
+    runs = sum(len(shown.seeds_of(c)) for c in cells)
+    print(f"{args.suite}: ok: suite {suite.name!r}{' (--quick)' if args.quick else ''}, {len(cells)} cells, "
+          f"{runs} cell x seed runs, metrics {', '.join(suite.metrics)}", flush=True)
+    if not args.no_estimate:
+        from .estimate import estimate
+
+        print(estimate(suite, args.device, quick=args.quick).describe())
     return 0
 
 
@@ -222,8 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("validate", help="check a suite file without running it")
+    p = sub.add_parser("validate", help="check a suite file without running it, and estimate its wall time")
     p.add_argument("suite")
+    p.add_argument("--quick", action="store_true", help="validate and estimate the --quick version of the suite")
+    p.add_argument("--device", help="estimate for this device (default: the suite's)")
+    p.add_argument("--no-estimate", action="store_true",
+                   help="only check the file (the estimate times each component once on this machine)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("show", help="print a result table as a pivot (mean over seeds)")

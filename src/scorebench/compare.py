@@ -3,6 +3,10 @@ r"""Compare two result tables cell by cell: paired differences, confidence inter
     scorebench compare BASE NEW [--metrics M,...] [--rel-tol R] [--exact-rel-tol E] [--floor-factor F]
                                 [--spread-factor S] [--abs-tol A] [--level L] [--time-factor X]
                                 [--require-all] [--out FILE]
+    scorebench compare RUN --proposal LABEL [--baselines A,B,...] [tolerance options] [--out FILE]
+
+The second form, a new sampler against the baselines of one run, is :mod:`scorebench.proposal`;
+the first, described here, is a regression test of one run against an earlier one.
 
 ``BASE`` and ``NEW`` are run directories or ``results.csv`` files.  Rows are matched by the
 cell's identity -- target, process, estimator, sampler (their labels), steps, time grid,
@@ -70,10 +74,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .results import TABLE_FILE, ResultsError, read_provenance, read_results
+from .results import CELL_COLUMNS, TABLE_FILE, ResultsError, read_provenance, read_results
 
-#: the identity of a cell, by labels (``cell_id`` also hashes the component specs)
-CELL_COLUMNS: tuple[str, ...] = ("target", "process", "estimator", "sampler", "steps", "time_grid", "n_samples")
 TIMING_COLUMNS: tuple[str, ...] = ("sample_s", "fit_s")
 WORSE, BETTER, SAME, FAILING = "worse", "better", "indistinguishable", "failing"
 #: sort order of verdicts in the report: worst first
@@ -293,8 +295,9 @@ def _collect(df: pd.DataFrame) -> dict[tuple, dict[str, Sample]]:
 
 
 def _describe_cell(cell: tuple) -> str:
-    target, process, estimator, sampler, steps, grid, n = cell
-    return f"{target}/{process}/{estimator}/{sampler} steps={steps} {grid} n={n}"
+    target, process, estimator, sampler, steps, grid, init, n = cell
+    start = "" if init == "prior" else f" {init} start"
+    return f"{target}/{process}/{estimator}/{sampler} steps={steps} {grid}{start} n={n}"
 
 
 @dataclass
@@ -534,7 +537,7 @@ def _no_overlap_message(only_base: list[tuple], only_new: list[tuple], limit: in
 
     return (
         "the two tables have no cell in common (cells are matched by target, process, estimator, sampler, "
-        f"steps, time_grid and n_samples). Only in BASE ({len(only_base)}): {listing(only_base)}. "
+        f"steps, time_grid, init and n_samples). Only in BASE ({len(only_base)}): {listing(only_base)}. "
         f"Only in NEW ({len(only_new)}): {listing(only_new)}"
     )
 
@@ -546,6 +549,11 @@ def _no_overlap_message(only_base: list[tuple], only_new: list[tuple], limit: in
 
 def _g(x: float, spec: str = ".4g") -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def _grid(row: Any) -> str:
+    """The time grid, and the start where it is not the prior."""
+    return row.time_grid if row.init == "prior" else f"{row.time_grid}, {row.init} start"
 
 
 def _table(header: list[str], body: list[list[str]]) -> list[str]:
@@ -579,7 +587,7 @@ def _markdown(c: Comparison, max_rows: int | None) -> str:
         ci = f"[{_g(r.ci_low, '+.3g')}, {_g(r.ci_high, '+.3g')}]" if math.isfinite(r.ci_low) else ""
         seeds = f"{r.seeds} {r.method}" if r.method else ""
         body.append([f"**{verdict}**" if verdict == WORSE else verdict, r.target, r.process, r.estimator, r.sampler,
-                     str(r.steps), r.time_grid, str(r.n_samples), metric, _g(r.base), _g(r.new),
+                     str(r.steps), _grid(r), str(r.n_samples), metric, _g(r.base), _g(r.new),
                      _g(r.diff, "+.3g"), ci, _g(r.tol, ".3g"), seeds, r.note])
     lines += _table(header, body) if body else ["(nothing to compare)"]
     if max_rows is not None and len(units) > max_rows:
@@ -595,7 +603,7 @@ def _markdown(c: Comparison, max_rows: int | None) -> str:
                   "sample_s BASE", "sample_s NEW", "ratio", "fit_s BASE", "fit_s NEW", "ratio"]
         timing = c.timing if max_rows is None else c.timing.head(max_rows)
         body = [[r.verdict if c.time_factor is not None else "", r.target, r.process, r.estimator, r.sampler,
-                 str(r.steps), r.time_grid, str(r.n_samples), _g(r.sample_base, ".3g"), _g(r.sample_new, ".3g"),
+                 str(r.steps), _grid(r), str(r.n_samples), _g(r.sample_base, ".3g"), _g(r.sample_new, ".3g"),
                  _g(r.sample_ratio, ".2f"), _g(r.fit_base, ".3g"), _g(r.fit_new, ".3g"), _g(r.fit_ratio, ".2f")]
                 for r in timing.itertuples(index=False)]
         lines += _table(header, body)
@@ -710,31 +718,67 @@ def _positive(text: str) -> float:
 def cmd_compare(args: argparse.Namespace) -> int:
     tolerance = Tolerance(rel_tol=args.rel_tol, exact_rel_tol=args.exact_rel_tol, floor_factor=args.floor_factor,
                           spread_factor=args.spread_factor, abs_tol=args.abs_tol, level=args.level)
+    if args.proposal is not None:
+        return _cmd_proposal(args, tolerance)
+    if args.baselines is not None:
+        raise ValueError("--baselines needs --proposal LABEL")
+    if args.new is None:
+        raise ValueError("give BASE and NEW to compare two runs, or one run with --proposal LABEL")
     result = compare_paths(args.base, args.new, metrics=args.metrics, tolerance=tolerance,
                            time_factor=args.time_factor, time_min=args.time_min, require_all=args.require_all)
     text = result.to_markdown(args.max_rows)
+    _emit(args, text, result.summary())
+    return result.exit_code
+
+
+def _emit(args: argparse.Namespace, text: str, summary: str) -> None:
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
-        print(result.summary())
+        print(summary)
         print(f"report written to {out}")
     else:
         sys.stdout.write(text)
-    return result.exit_code
+
+
+def _cmd_proposal(args: argparse.Namespace, tolerance: Tolerance) -> int:
+    from .proposal import compare_proposal
+
+    if args.new is not None:
+        raise ValueError("--proposal compares samplers within one run: give one run directory or results.csv")
+    for flag, value in (("--time-factor", args.time_factor), ("--require-all", args.require_all or None)):
+        if value is not None:
+            raise ValueError(f"{flag} gates a regression test; it does not apply to --proposal")
+    path = Path(args.base)
+    if not path.exists():
+        raise ResultsError(f"{path}: no such file or directory")
+    result = compare_proposal(read_results(path), args.proposal, args.baselines, metrics=args.metrics,
+                              tolerance=tolerance)
+    result.source = _label(path)
+    _emit(args, result.to_markdown(args.max_rows), result.headline())
+    return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``compare`` subcommand."""
     p = sub.add_parser(
         "compare",
-        help="compare two result tables: paired differences, intervals and verdicts (exit 1 if NEW is worse)",
+        help="compare two result tables (exit 1 if NEW is worse), or a proposed sampler with the baselines of one "
+             "run (--proposal)",
         description="Compare NEW with BASE per cell, metric and diffusion time, paired over seeds. Every metric is "
                     "an error (lower is better). Exit 1 when a tracked metric is worse beyond tolerance (or a cell "
-                    "is slower than --time-factor), 0 otherwise, 2 on bad input.",
+                    "is slower than --time-factor), 0 otherwise, 2 on bad input. With --proposal LABEL, compare "
+                    "that sampler of one run with its baselines: per cell against each baseline at the same steps "
+                    "and against the best baseline at matched NFE and wall time, with wins, losses and ties (exit 0).",
     )
-    p.add_argument("base", help="BASE run directory or results.csv")
-    p.add_argument("new", help="NEW run directory or results.csv")
+    p.add_argument("base", help="BASE run directory or results.csv (with --proposal: the run)")
+    p.add_argument("new", nargs="?", help="NEW run directory or results.csv")
+    p.add_argument("--proposal", metavar="LABEL",
+                   help="compare this sampler of one run with the others (or --baselines) at matched steps, NFE "
+                        "and wall time: wins, losses and ties; always exits 0")
+    p.add_argument("--baselines", type=_metric_list, metavar="A,B,...",
+                   help="the baseline sampler labels for --proposal (default: every other sampler of the run)")
     p.add_argument("--metrics", type=_metric_list, default=None,
                    help="comma-separated metrics that gate the exit code (default: all)")
     defaults = Tolerance()

@@ -23,7 +23,7 @@ import pandas as pd
 
 from .timing import cpu_model, git_output, package_version
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: column -> pandas dtype of the current schema
 COLUMNS: dict[str, str] = {
@@ -38,6 +38,7 @@ COLUMNS: dict[str, str] = {
     "sampler": "string",
     "steps": "int64",
     "time_grid": "string",
+    "init": "string",
     "nfe": "float64",
     "n_samples": "int64",
     "metric": "string",
@@ -57,8 +58,18 @@ COLUMNS: dict[str, str] = {
 
 STATUSES = ("ok", "diverged", "error", "oom")
 
+#: the columns that identify a cell by its labels (a cell x seed adds ``seed``)
+CELL_COLUMNS: tuple[str, ...] = ("target", "process", "estimator", "sampler", "steps", "time_grid", "init",
+                                 "n_samples")
+
+
+def _add_init(df: pd.DataFrame) -> pd.DataFrame:
+    """Version 1 -> 2: the ``init`` column; every earlier chain started from the prior."""
+    return df.assign(init="prior")
+
+
 #: ``MIGRATIONS[v]`` turns a version-``v`` table into a version-``v + 1`` table
-MIGRATIONS: dict[int, Callable[[pd.DataFrame], pd.DataFrame]] = {}
+MIGRATIONS: dict[int, Callable[[pd.DataFrame], pd.DataFrame]] = {1: _add_init}
 
 TABLE_FILE = "results.csv"
 PROVENANCE_FILE = "provenance.json"
@@ -132,7 +143,10 @@ def append_fit_record(run_dir: Path, record: dict[str, Any]) -> None:
 
 def read_fit_records(run_dir: str | Path) -> list[dict[str, Any]]:
     """The training records of a run (empty when it fitted nothing); a torn last line is skipped."""
-    path = Path(run_dir) / FITS_FILE
+    return _read_jsonl(Path(run_dir) / FITS_FILE)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     out = []
@@ -142,6 +156,44 @@ def read_fit_records(run_dir: str | Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return out
+
+
+SAMPLES_FILE = "samples.jsonl"
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as JSON data: tensors and arrays become lists (or their shape, when large),
+    non-finite floats ``None``, anything else unknown its ``repr``."""
+    import math
+
+    if isinstance(value, bool | str | int) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "tolist") and hasattr(value, "shape"):
+        size = 1
+        for n in value.shape:
+            size *= int(n)
+        return json_safe(value.tolist()) if size <= 1000 else {"shape": [int(n) for n in value.shape]}
+    return repr(value)
+
+
+def append_sample_records(run_dir: Path, records: list[dict[str, Any]]) -> None:
+    """Append one JSON record per cell x seed sampling run to ``samples.jsonl``, synced."""
+    if records:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _append(run_dir / SAMPLES_FILE,
+                "".join(json.dumps(json_safe(r), sort_keys=True, allow_nan=False) + "\n" for r in records))
+
+
+def read_sample_records(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The sampling records of a run, one per cell x seed (a cell rerun after a kill appears twice:
+    the last record of a (cell_id, seed) is the one whose rows are in the table)."""
+    return _read_jsonl(Path(run_dir) / SAMPLES_FILE)
 
 
 class ResultTable:

@@ -37,12 +37,15 @@ from tqdm import tqdm
 
 from .device import resolve_device
 from .estimators.training import FitDiverged
+from .exact import GaussianLaw
 from .metrics import METRICS
+from .plugins import describe_plugin
 from .processes import time_grid
 from .results import (
     SCHEMA_VERSION,
     ResultTable,
     append_fit_record,
+    append_sample_records,
     provenance,
     read_provenance,
     read_results,
@@ -189,6 +192,33 @@ class Runner:
         self._floors: dict[tuple, float] = {}
         self._exact: dict[tuple, float] = {}
         self._mem = PeakMemory(self.device)
+        self._sample_records: list[dict[str, Any]] = []
+        #: "section.label" -> where a component from outside scorebench came from
+        self.plugins: dict[str, dict[str, Any]] = self._plugins()
+
+    def _plugins(self) -> dict[str, dict[str, Any]]:
+        """:func:`~scorebench.plugins.describe_plugin` of every component of the suite from outside
+        scorebench (a ``module:Name`` or file spec, or an installed entry point)."""
+        from .suite import SECTIONS
+
+        out = {}
+        for section, specs in self.suite.components.items():
+            for label, spec in specs.items():
+                registry = SECTIONS[section]
+                origin = registry.entry_points.get(spec.name)
+                info = describe_plugin(registry.factory(spec.resolved or spec.name),
+                                       spec.name if spec.is_plugin_spec else
+                                       f"entry point {registry.entry_point_group}: {spec.name} = {origin}"
+                                       if origin else None)
+                if info is not None:
+                    out[f"{section}.{label}"] = info
+        return out
+
+    def _plugins_of(self, cell: Cell, *sections: str) -> dict[str, dict[str, Any]]:
+        labels = {"targets": cell.target, "processes": cell.process, "estimators": cell.estimator,
+                  "samplers": cell.sampler}
+        keys = [f"{section}.{labels[section]}" for section in sections]
+        return {k: self.plugins[k] for k in keys if k in self.plugins}
 
     # -- components ---------------------------------------------------------------------
     def _obj(self, section: str, label: str) -> Any:
@@ -241,6 +271,7 @@ class Runner:
         append_fit_record(self.run_dir, {
             "run_id": self.run_id, "target": cell.target, "process": cell.process, "estimator": cell.estimator,
             "seed": seed, "device": str(self.device), "fit_s": seconds, "record": record,
+            "plugins": self._plugins_of(cell, "targets", "processes", "estimators"),
         })
 
     def _spec(self, cell: Cell, section: str) -> dict[str, Any]:
@@ -257,13 +288,24 @@ class Runner:
 
         return self._refs.get_or((cell.target, cell.n_samples, seed), make)
 
+    def _exact_start(self, cell: Cell, sampler: Any, process: Any, seed: int) -> torch.Tensor:
+        """Exact draws of ``p_{T0}``, ``T0`` the sampler's start time (``init = "exact"``).  They depend on
+        the target, process, start time, sample size and seed, not on the sampler or the estimator: the
+        samplers of a cell that start at the same time share their initial particles."""
+        start = sampler.start_time(process)
+        gen = self._generator("init", self._spec(cell, "targets"), self._spec(cell, "processes"), start,
+                              cell.n_samples, seed)
+        law = self._obj("targets", cell.target).marginal(process, start)
+        return law.sample(cell.n_samples, gen, dtype=self.dtype)
+
     # -- one cell -------------------------------------------------------------------------
     def _base_row(self, cell: Cell, seed: int) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION, "run_id": self.run_id, "suite": self.suite.name,
             "cell_id": cell.cell_id, "seed": seed, "target": cell.target, "process": cell.process,
             "estimator": cell.estimator, "sampler": cell.sampler, "steps": cell.steps,
-            "time_grid": cell.time_grid, "n_samples": cell.n_samples, "device": str(self.device),
+            "time_grid": cell.time_grid, "init": cell.init, "n_samples": cell.n_samples,
+            "device": str(self.device),
             "nfe": math.nan, "t": math.nan, "value": math.nan, "floor": math.nan,
             "ci_low": math.nan, "ci_high": math.nan, "status": "ok", "message": "",
             "fit_s": math.nan, "sample_s": math.nan, "metric_s": math.nan, "peak_mem_bytes": math.nan,
@@ -272,7 +314,9 @@ class Runner:
     def _failed_rows(self, cell: Cell, seed: int, base: dict[str, Any], status: str, msg: str) -> list[dict]:
         return [{**base, "metric": m, "status": status, "message": msg} for m in cell.metrics]
 
-    def run_seed(self, cell: Cell, seed: int, summary: RunSummary) -> list[dict[str, Any]]:
+    def run_seed(self, cell: Cell, seed: int, summary: RunSummary,
+                 info: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The rows of one cell x seed; ``info`` receives the sampler's diagnostics (``SampleResult.info``)."""
         base = self._base_row(cell, seed)
         process = self._obj("processes", cell.process)
         sampler = self.suite.build("samplers", cell.sampler)
@@ -298,6 +342,7 @@ class Runner:
                 if step in record and start == 0:
                     states.append((t, x[:keep].detach().clone()))
 
+            x_init = self._exact_start(cell, sampler, process, seed) if cell.init == "exact" else None
             gen = self._generator("sample", self._spec(cell, "targets"), self._spec(cell, "processes"),
                                   self._spec(cell, "estimators"), cell.n_samples, seed)
             self._mem.reset()
@@ -305,9 +350,11 @@ class Runner:
             t0 = time.perf_counter()
             with torch.no_grad():
                 result = sampler.sample(score, process, cell.n_samples, grid, gen, dtype=self.dtype,
-                                        callback=callback if traj else None)
+                                        x_init=x_init, callback=callback if traj else None)
             _sync(self.device)
             base["sample_s"] = time.perf_counter() - t0
+            if info is not None:
+                info.update(result.info)
             base["peak_mem_bytes"] = self._mem.read()
             base["nfe"] = result.nfe
             summary.sample_s += base["sample_s"]
@@ -376,7 +423,10 @@ class Runner:
         else:  # exact: deterministic, the same for every seed of the cell
             key = (cell.cell_id, name)
             if key not in self._exact:
-                self._exact[key] = metric.compute(sampler, score, process, grid, target)
+                init = None
+                if cell.init == "exact":
+                    init = GaussianLaw.of(target.marginal(process, sampler.start_time(process)))
+                self._exact[key] = metric.compute(sampler, score, process, grid, target, init=init)
             values = [(math.nan, self._exact[key])]
             floor = 0.0
             interval = (values[0][1], values[0][1])  # no sampling noise: the interval is the value
@@ -428,10 +478,28 @@ class Runner:
             for r in members:
                 r["ci_low"], r["ci_high"] = mean - half, mean + half
 
+    def _record_sampling(self, cell: Cell, seed: int, rows: list[dict[str, Any]], info: dict[str, Any]) -> None:
+        """One ``samples.jsonl`` record of a cell x seed: what ran, its cost and status, the
+        sampler's own diagnostics (``SampleResult.info``) and the plugins involved."""
+        first = rows[0] if rows else self._base_row(cell, seed)
+        statuses = sorted({r["status"] for r in rows}) or ["ok"]
+        self._sample_records.append({
+            "run_id": self.run_id, "cell_id": cell.cell_id, "seed": seed, "target": cell.target,
+            "process": cell.process, "estimator": cell.estimator, "sampler": cell.sampler, "steps": cell.steps,
+            "time_grid": cell.time_grid, "init": cell.init, "n_samples": cell.n_samples, "device": str(self.device),
+            "nfe": first["nfe"], "sample_s": first["sample_s"], "peak_mem_bytes": first["peak_mem_bytes"],
+            "status": statuses[0] if len(statuses) == 1 else ",".join(statuses),
+            "message": next((r["message"] for r in rows if r["status"] != "ok"), ""),
+            "info": info, "plugins": self._plugins_of(cell, "targets", "processes", "estimators", "samplers"),
+        })
+
     def run_cell(self, cell: Cell, summary: RunSummary) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         for seed in self.suite.seeds_of(cell):
-            rows.extend(self.run_seed(cell, seed, summary))
+            info: dict[str, Any] = {}
+            seed_rows = self.run_seed(cell, seed, summary, info)
+            self._record_sampling(cell, seed, seed_rows, info)
+            rows.extend(seed_rows)
         self.add_intervals(rows)
         return rows
 
@@ -442,6 +510,12 @@ class Runner:
         if previous and not self.resume:
             raise SuiteError(f"{self.run_dir} already holds a run; use --resume or another --out")
         if self.resume and previous:
+            if previous.get("schema_version", 1) != SCHEMA_VERSION:
+                raise SuiteError(
+                    f"--resume: {self.run_dir} holds a schema-version {previous.get('schema_version', 1)} table "
+                    f"written by an older scorebench; this one writes version {SCHEMA_VERSION}: start a new run "
+                    "(the old table stays readable)"
+                )
             for key, now in (("suite_sha256", self.suite.sha256), ("quick", self.quick),
                              ("device", str(self.device))):
                 if previous.get(key) != now:
@@ -462,6 +536,7 @@ class Runner:
             "quick": self.quick, "device": str(self.device), "dtype": self.suite.dtype,
             "metric_versions": {m: METRICS.factory(m).version for m in self.suite.metrics},
             "seeds": sorted({s for g in self.suite.grids for s in g["seeds"]}),
+            "plugins": self.plugins,
         })
         write_provenance(self.run_dir, info)
 
@@ -474,7 +549,10 @@ class Runner:
         bar = tqdm(todo, desc=self.suite.name, unit="cell", disable=not self.progress, file=sys.stderr)
         for cell in bar:
             bar.set_postfix_str(f"{cell.target}/{cell.process}/{cell.estimator}/{cell.sampler}/{cell.steps}")
-            table.append(self.run_cell(cell, summary))
+            rows = self.run_cell(cell, summary)
+            append_sample_records(self.run_dir, self._sample_records)
+            self._sample_records = []
+            table.append(rows)
         frame = read_results(self.run_dir)
         summary.rows = len(frame)
         summary.status_counts = frame["status"].value_counts().to_dict()

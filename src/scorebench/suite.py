@@ -29,7 +29,16 @@ A suite is a TOML file::
     n_samples = [500]       # required
     seeds = [0, 1]          # replicates (default [0])
     time_grid = ["uniform"] # uniform | quadratic | karras | log
+    init = "prior"          # prior | exact, or both as a list (see below)
     metrics = ["mmd"]       # subset of [metrics] (default: all)
+
+``init`` is where each chain starts: ``"prior"`` (default), the sampler's own initial law
+(``N(0, prior_std^2 I)`` for a time reversal), as a practitioner runs it; ``"exact"``, exact
+draws of ``p_T`` (``T`` the sampler's start time), and for exact-law metrics the exact ``p_T``
+as the initial law, so that the error measured is the discretisation (and score) error alone,
+without the initialisation error a probability-flow ODE never contracts.  ``"exact"`` needs a
+target with exact marginals and a time-reversal sampler (a JKO gradient flow starts from its
+own law).
 
 Every mistake raises one :class:`SuiteError` naming the file, the key path and what is
 allowed.  Incompatible choices (an oracle estimator or a score metric on a target without
@@ -72,7 +81,10 @@ SECTIONS: dict[str, Registry] = {
 }
 TOP_KEYS = ("suite", *SECTIONS, "metrics", "grid")
 SUITE_KEYS = ("name", "description", "seed", "device", "dtype")
-GRID_KEYS = ("targets", "processes", "estimators", "samplers", "steps", "n_samples", "seeds", "time_grid", "metrics")
+GRID_KEYS = ("targets", "processes", "estimators", "samplers", "steps", "n_samples", "seeds", "time_grid", "init",
+             "metrics")
+#: where a chain starts: the sampler's own initial law, or exact draws of p_T
+INITS = ("prior", "exact")
 DTYPES = ("float32", "float64")
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -113,6 +125,7 @@ class Cell:
     time_grid: str
     metrics: tuple[str, ...]
     cell_id: str
+    init: str = "prior"
 
 
 @dataclass
@@ -148,8 +161,9 @@ class Suite:
         """Every cell of every grid, in file order, without duplicates."""
         out: dict[str, Cell] = {}
         for g in self.grids:
-            for tl, pl, el, sl, steps, n, kind in itertools.product(
-                g["targets"], g["processes"], g["estimators"], g["samplers"], g["steps"], g["n_samples"], g["time_grid"]
+            for tl, pl, el, sl, steps, n, kind, init in itertools.product(
+                g["targets"], g["processes"], g["estimators"], g["samplers"], g["steps"], g["n_samples"],
+                g["time_grid"], g["init"],
             ):
                 key = {
                     "target": self.spec("targets", tl).as_dict(),
@@ -161,12 +175,14 @@ class Suite:
                     "n_samples": n,
                     "time_grid": kind,
                 }
+                if init != "prior":  # prior-start cells keep the ids they had before init existed
+                    key["init"] = init
                 cell_id = stable_hash(key)[:16]
                 if cell_id in out:
                     merged = tuple(dict.fromkeys(out[cell_id].metrics + tuple(g["metrics"])))
                     out[cell_id] = replace(out[cell_id], metrics=merged)
                 else:
-                    out[cell_id] = Cell(tl, pl, el, sl, steps, n, kind, tuple(g["metrics"]), cell_id)
+                    out[cell_id] = Cell(tl, pl, el, sl, steps, n, kind, tuple(g["metrics"]), cell_id, init)
         return list(out.values())
 
     def seeds_of(self, cell: Cell) -> list[int]:
@@ -174,7 +190,8 @@ class Suite:
         for g in self.grids:
             if (cell.target in g["targets"] and cell.process in g["processes"] and cell.estimator in g["estimators"]
                     and cell.sampler in g["samplers"] and cell.steps in g["steps"]
-                    and cell.n_samples in g["n_samples"] and cell.time_grid in g["time_grid"]):
+                    and cell.n_samples in g["n_samples"] and cell.time_grid in g["time_grid"]
+                    and cell.init in g["init"]):
                 seeds.extend(s for s in g["seeds"] if s not in seeds)
         return seeds
 
@@ -371,6 +388,14 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
             if k not in GRID_KINDS:
                 raise ctx.fail(f"{where}.time_grid", f"unknown time grid {k!r}; allowed: {_allowed(GRID_KINDS)}")
         grid["time_grid"] = list(dict.fromkeys(kinds))
+        inits = g.get("init", ["prior"])
+        inits = [inits] if isinstance(inits, str) else inits
+        if not isinstance(inits, list) or not inits:
+            raise ctx.fail(f"{where}.init", f"expected a string or a non-empty list; allowed: {_allowed(INITS)}")
+        for k in inits:
+            if k not in INITS:
+                raise ctx.fail(f"{where}.init", f"unknown start {k!r}; allowed: {_allowed(INITS)}")
+        grid["init"] = list(dict.fromkeys(inits))
         grid["metrics"] = _label_list(ctx, g.get("metrics"), f"{where}.metrics", list(metrics))
         _check_compatibility(ctx, where, grid, built, built_metrics)
         grids.append(grid)
@@ -385,6 +410,22 @@ def _check_compatibility(
     ctx: _Ctx, where: str, grid: dict[str, Any], built: dict[str, dict[str, Any]], metrics: dict[str, Any]
 ) -> None:
     """Reject crossings that cannot run, before anything runs."""
+    if "exact" in grid["init"]:
+        for sl in grid["samplers"]:
+            if built["samplers"][sl].gradient_flow:
+                raise ctx.fail(
+                    f"{where}: init x samplers.{sl}",
+                    f"samplers.{sl} is a gradient flow (a JKO scheme) that starts from its own initial law; "
+                    "init = 'exact' (draws of p_T) applies to time-reversal samplers: give this sampler a grid "
+                    "with init = 'prior'",
+                )
+        for tl in grid["targets"]:
+            if not built["targets"][tl].has_marginals:
+                raise ctx.fail(
+                    f"{where}: init x targets.{tl}",
+                    f"init = 'exact' draws from p_T, which target {built['targets'][tl].name!r} does not have in "
+                    "closed form; targets with exact marginals: gaussian, gaussian_unknown_mean, gmm",
+                )
     for tl in grid["targets"]:
         target = built["targets"][tl]
         for el in grid["estimators"]:

@@ -1,12 +1,15 @@
 """``scorebench report``: a Markdown and an HTML report with figures from result tables.
 
-    scorebench report RESULTS... --out DIR [--title TEXT]
+    scorebench report RESULTS... --out DIR [--title TEXT] [--highlight LABEL]
 
 ``RESULTS`` are run directories or ``results.csv`` files (several are pooled; a row held by
 more than one is taken from the last).  ``DIR`` receives ``report.md``, ``report.html``
 (self-contained apart from the PNGs beside it), the PNG figures and ``orders.csv`` (the
 fitted convergence orders).  Everything is computed from the tables alone, and the same
-tables give byte-identical files.  What each figure shows and how to read it:
+tables give byte-identical files.  ``--highlight LABEL`` draws that sampler dark and thick
+and the others muted, and adds a section comparing it with the best of the others at
+matched NFE (:mod:`scorebench.proposal`), with a figure of its error ratio to the best
+baseline against NFE per target and process.  What each figure shows and how to read it:
 ``docs/report.md``.
 """
 
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..results import PROVENANCE_FILE
+from ..results import PROVENANCE_FILE, ResultsError
 from .data import (
     IDENTITY,
     MIN_STEPS,
@@ -110,9 +113,9 @@ def _orders_table(orders: pd.DataFrame) -> Table:
         order = "–" if math.isnan(r.slope) else (f"{r.slope:+.3f} ± {r.se:.3f}" if math.isfinite(r.se)
                                                   else f"{r.slope:+.3f}")
         rows.append([r.metric, r.target, r.process, r.estimator, r.time_grid, str(r.n_samples), r.sampler, order,
-                     r.used or "(none above the floor)"])
-    return Table(["metric", "target", "process", "score", "grid", "n", "sampler", "order ± SE", "steps fitted"],
-                 rows, [False] * 5 + [True, False, True, False])
+                     r.used or "(none above the floor)", r.error])
+    return Table(["metric", "target", "process", "score", "grid", "n", "sampler", "order ± SE", "steps fitted",
+                  "error fitted"], rows, [False] * 5 + [True, False, True, False, False])
 
 
 def _failures(frame: pd.DataFrame) -> list[Block]:
@@ -140,18 +143,57 @@ def _failures(frame: pd.DataFrame) -> list[Block]:
 
 
 ALT = {"heatmap": "heatmap of {m}", "front_nfe": "{m} against NFE", "front_time": "{m} against wall time",
-       "convergence": "{m} against steps", "score_t": "{m} against diffusion time"}
+       "convergence": "{m} against steps", "score_t": "{m} against diffusion time",
+       "ratio": "{m} of the proposal over the best baseline against NFE"}
 
 
 def _image(record) -> Image:
     return Image(record.file, record.caption, ALT[record.kind].format(m=record.metric))
 
 
-def build_report(paths: Sequence[str | Path], out: str | Path, title: str | None = None) -> Report:
-    """Read the result tables at ``paths`` and write the report into ``out``."""
+def _proposal_blocks(frame: pd.DataFrame, highlight: str, out: Path, orders: dict[str, list]) -> tuple[
+        list[Block], list]:
+    """The section comparing the highlighted sampler with the best of the others."""
+    from ..proposal import MATCH_NAMES, MATCHES, compare_proposal
+    from . import figures as F
+
+    result = compare_proposal(frame, highlight)
+    blocks: list[Block] = [Heading(f"{highlight} against the baselines"), Paragraph(f"**{result.headline()}.**")]
+    rows = []
+    for match in MATCHES:
+        u = result.units[result.units["match"] == match]
+        if match != "steps":
+            u = u[u["best"]]
+        counts = u["verdict"].value_counts()
+        rows.append([f"the best baseline at {MATCH_NAMES[match]}" if match != "steps" else "each baseline at the "
+                     "same steps", str(counts.get("win", 0)), str(counts.get("loss", 0)), str(counts.get("tie", 0))])
+    blocks += [
+        Paragraph(f"Per cell and metric, {highlight} against the other samplers of the same run (they share their "
+                  "initial noise and Brownian increments, so differences are paired over seeds): a win or loss "
+                  "needs the paired 99% interval to exclude 0 and the difference to exceed the tolerance (10% of the "
+                  "baseline's error, 1% for exact laws, or the noise floor, or the seed-to-seed spread, whichever is "
+                  "largest); anything else is a tie. The best baseline at an NFE or wall time is chosen on the same "
+                  "seeds, which favours it. `scorebench compare RUN --proposal "
+                  f"{highlight}` lists every comparison."),
+        Table(["against", "wins", "losses", "ties"], rows, [False, True, True, True]),
+    ]
+    recs = F.ratio_to_best(result.units, orders, highlight, out)
+    blocks += [_image(r) for r in recs]
+    if not recs:
+        blocks.append(Paragraph("No ratio figure: no cell has a baseline run at the proposal's NFE.", note=True))
+    return blocks, recs
+
+
+def build_report(paths: Sequence[str | Path], out: str | Path, title: str | None = None,
+                 highlight: str | None = None) -> Report:
+    """Read the result tables at ``paths`` and write the report into ``out`` (``highlight``: a sampler
+    label drawn prominently and compared with the best of the others)."""
     from . import figures as F
 
     frame, notes = load_tables(paths)
+    if highlight is not None and highlight not in set(frame["sampler"]):
+        raise ResultsError(f"--highlight: no sampler labelled {highlight!r} in the tables; samplers: "
+                           f"{', '.join(dict.fromkeys(frame['sampler']))}")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a directory")
@@ -164,7 +206,7 @@ def build_report(paths: Sequence[str | Path], out: str | Path, title: str | None
     suites = ", ".join(dict.fromkeys(frame["suite"].tolist())) or "empty table"
     title = title or f"scorebench report: {suites}"
     samplers = [s for s in orders["sampler"] if s in set(means["sampler"])]
-    palette = F.Palette.of(samplers)
+    palette = F.Palette.of(samplers, highlight)
 
     blocks: list[Block] = [Heading(title, 1)]
     counts = ", ".join(f"{s} {n}" for s, n in frame["status"].value_counts(sort=False).items())
@@ -177,6 +219,10 @@ def build_report(paths: Sequence[str | Path], out: str | Path, title: str | None
     ]
     records: list = []
     with F.style():
+        if highlight is not None:
+            section, recs = _proposal_blocks(frame, highlight, out, orders)
+            blocks += section
+            records += recs
         # -- heatmaps ------------------------------------------------------------------
         blocks.append(Heading("Accuracy per sampler and target"))
         if means.empty:
@@ -230,7 +276,11 @@ def build_report(paths: Sequence[str | Path], out: str | Path, title: str | None
                 "standard error, in the legend, is the empirical order (error ~ steps^slope; -1 is first order; "
                 f"no fit: fewer than {MIN_STEPS} step counts above the floor). "
                 "Exact-law metrics (exact_w2, exact_kl) have no sampling noise and give the cleanest orders; "
-                "with a perturbed score the error levels off at the score error and the slope tends to 0."))
+                "with a perturbed score the error levels off at the score error and the slope tends to 0. "
+                "Where a group has cells started from exact draws of p_T (init = \"exact\"), only they are fitted: "
+                "their error is the discretisation error alone. Prior-start cells add the initialisation error, "
+                "which a probability-flow ODE never contracts, so their slope flattens toward 0 as the steps grow; "
+                "the table's last column says which error each slope measures."))
             conv = F.convergence(means, floors, fits, orders, palette, out)
             blocks += [_image(r) for r in conv]
             records += conv
@@ -269,7 +319,7 @@ def build_report(paths: Sequence[str | Path], out: str | Path, title: str | None
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    report = build_report(args.results, args.out, args.title)
+    report = build_report(args.results, args.out, args.title, args.highlight)
     print(f"report: {len(report.figures)} figures -> {report.markdown}, {report.html}")
     return 0
 
@@ -280,4 +330,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("results", nargs="+", help="run directories or results.csv files")
     p.add_argument("--out", required=True, help="directory for report.md, report.html and the PNG figures")
     p.add_argument("--title", help="report title (default: the suite names)")
+    p.add_argument("--highlight", metavar="LABEL",
+                   help="draw this sampler prominently, the others muted, and compare it with the best of them")
     p.set_defaults(func=cmd_report)

@@ -17,9 +17,9 @@ from ..results import ResultsError, read_results
 from ..stats import fit_order
 
 #: the columns that name a cell (a cell x seed is a cell plus ``seed``)
-IDENTITY = ["target", "process", "estimator", "sampler", "time_grid", "steps", "n_samples"]
+IDENTITY = ["target", "process", "estimator", "sampler", "time_grid", "init", "steps", "n_samples"]
 #: the label columns whose order of first appearance in the table is kept in every figure
-LABELS = ["target", "process", "estimator", "sampler", "time_grid", "metric"]
+LABELS = ["target", "process", "estimator", "sampler", "time_grid", "init", "metric"]
 
 
 def load_tables(paths: Sequence[str | Path]) -> tuple[pd.DataFrame, list[str]]:
@@ -125,32 +125,40 @@ def pareto_front(x: Iterable[float], y: Iterable[float]) -> np.ndarray:
 MIN_STEPS = 3
 
 ORDER_KEYS = ["metric", "target", "process", "estimator", "time_grid", "n_samples", "sampler"]
+#: what a convergence fit measures, by the start of its cells
+FITTED_ERROR = {"exact": "discretisation (exact start)", "prior": "discretisation + initialisation (prior start)"}
 
 
 def convergence_orders(means: pd.DataFrame) -> pd.DataFrame:
     """Fitted order per metric x (target, process, estimator, time grid, sample size) x sampler,
     for metrics without a time column, from the cell means over seeds (``with_floors`` output).
 
-    Points at or below the noise floor (``within_floor``) or not positive are left out of the
-    fit: they measure the floor, not the discretisation.  A group is fitted when at least
-    :data:`MIN_STEPS` distinct step counts remain; ``used`` lists them."""
+    Where a group has cells started from exact draws of ``p_T`` (``init = "exact"``), only they are
+    fitted: their error is the discretisation error alone (plus the score's, for a perturbed score),
+    while prior-start cells add the initialisation error, on which a probability-flow ODE levels off.
+    ``init`` and ``error`` say which was fitted.  Points at or below the noise floor
+    (``within_floor``) or not positive are left out: they measure the floor, not the discretisation.
+    A group is fitted when at least :data:`MIN_STEPS` distinct step counts remain; ``used`` lists them."""
     d = means[means["t"].isna()]
     rows = []
     for key, g in d.groupby(ORDER_KEYS, sort=False):
+        init = "exact" if (g["init"] == "exact").any() else "prior"
+        g = g[g["init"] == init]
         if g["steps"].nunique() < MIN_STEPS:
             continue
         g = g.sort_values("steps")
         keep = (g["value"] > 0) & ~g["within_floor"]
         used = g[keep]
         row = dict(zip(ORDER_KEYS, key, strict=True))
-        row.update(n_steps=int(g["steps"].nunique()), used=" ".join(str(int(s)) for s in used["steps"]))
+        row.update(init=init, error=FITTED_ERROR.get(init, init), n_steps=int(g["steps"].nunique()),
+                   used=" ".join(str(int(s)) for s in used["steps"]))
         if used["steps"].nunique() >= MIN_STEPS:
             slope, se, intercept = fit_order(used["steps"], used["value"])
             row.update(slope=slope, se=se, intercept=intercept, n_used=len(used))
         else:
             row.update(slope=math.nan, se=math.nan, intercept=math.nan, n_used=len(used))
         rows.append(row)
-    cols = [*ORDER_KEYS, "n_steps", "used", "n_used", "slope", "se", "intercept"]
+    cols = [*ORDER_KEYS, "init", "error", "n_steps", "used", "n_used", "slope", "se", "intercept"]
     return pd.DataFrame(rows, columns=cols)
 
 

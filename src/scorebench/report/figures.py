@@ -28,7 +28,7 @@ DPI = 110
 MAX_PANELS = 12
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p", "*"]
 FACET_NAMES = {"target": "target", "process": "process", "estimator": "score", "time_grid": "grid",
-               "n_samples": "n", "sampler": "sampler"}
+               "init": "start", "n_samples": "n", "sampler": "sampler"}
 
 
 @dataclass
@@ -44,21 +44,51 @@ class FigureRecord:
     marked: list[tuple[str, str, str]] = field(default_factory=list)
 
 
+#: the highlighted label's colour: the baselines keep the palette's, muted
+HIGHLIGHT_COLOR = "#111111"
+#: horizontal dodge between the lines of one panel (fraction of the x value per label, on log axes)
+DODGE = 0.025
+
+
 @dataclass
 class Palette:
-    """A fixed colour and marker per label, the same in every figure."""
+    """A fixed colour and marker per label, the same in every figure.  With ``highlight``, that
+    label is drawn dark, thick and on top, and the others thin and translucent."""
 
     colors: dict[str, Any]
     markers: dict[str, str]
+    highlight: str | None = None
 
     @classmethod
-    def of(cls, labels: list[str]) -> Palette:
+    def of(cls, labels: list[str], highlight: str | None = None) -> Palette:
         import seaborn as sns
 
         n = len(labels)
         colors = sns.color_palette("tab10", 10) if n <= 10 else sns.color_palette("husl", n)
-        return cls({lab: colors[i] for i, lab in enumerate(labels)},
-                   {lab: MARKERS[i % len(MARKERS)] for i, lab in enumerate(labels)})
+        palette = cls({lab: colors[i] for i, lab in enumerate(labels)},
+                      {lab: MARKERS[i % len(MARKERS)] for i, lab in enumerate(labels)}, highlight)
+        if highlight in palette.colors:
+            palette.colors[highlight] = HIGHLIGHT_COLOR
+            palette.markers[highlight] = "*"
+        return palette
+
+    def style(self, label: str) -> dict[str, Any]:
+        """Line width, opacity, marker size and layer of a label's line."""
+        if self.highlight is None:
+            return {"lw": 1.3, "alpha": 1.0, "ms": 4.5, "zorder": 2}
+        if label == self.highlight:
+            return {"lw": 2.6, "alpha": 1.0, "ms": 9.0, "zorder": 5}
+        return {"lw": 1.0, "alpha": 0.45, "ms": 3.5, "zorder": 2}
+
+    def order(self, labels: list[str]) -> list[str]:
+        """``labels`` with the highlighted one last, so that it is drawn on top."""
+        return [s for s in labels if s != self.highlight] + [s for s in labels if s == self.highlight]
+
+
+def dodge(x: np.ndarray, index: int, count: int) -> np.ndarray:
+    """``x`` shifted by ``(index - (count - 1) / 2) * DODGE`` of itself, so that the lines of
+    samplers with identical values stay visible side by side on a log axis."""
+    return x * (1.0 + DODGE * (index - (count - 1) / 2))
 
 
 def rc_params() -> dict[str, Any]:
@@ -150,7 +180,8 @@ def _sort_key(orders: dict[str, list], keys: list[str], values: tuple) -> tuple:
 def panel_title(keys: list[str], values: tuple) -> str:
     parts = []
     for k, v in zip(keys, values, strict=True):
-        parts.append(f"n={v}" if k == "n_samples" else f"{v} grid" if k == "time_grid" else str(v))
+        parts.append(f"n={v}" if k == "n_samples" else f"{v} grid" if k == "time_grid"
+                     else f"{v} start" if k == "init" else str(v))
     return " · ".join(parts)
 
 
@@ -247,7 +278,8 @@ def floor_handle() -> Any:
 
 
 def errorbars(ax: Any, x: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, color: Any, marker: str,
-              label: str | None, ls: str = "-", log: bool = True) -> Any:
+              label: str | None, ls: str = "-", log: bool = True, lw: float = 1.3, alpha: float = 1.0,
+              ms: float = 4.5, zorder: float = 2) -> Any:
     """Points joined by a line with their 95% CI as error bars (a lower end at or below zero
     on a log axis is drawn down to a tenth of the value)."""
     lo = np.where(np.isfinite(lo), lo, y)
@@ -255,10 +287,10 @@ def errorbars(ax: Any, x: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndar
     if log:
         lo = np.where(lo > 0, lo, y / 10)
     yerr = np.vstack([np.maximum(y - lo, 0), np.maximum(hi - y, 0)])
-    eb = ax.errorbar(x, y, yerr=yerr, color=color, marker=marker, ms=4.5, lw=1.3, ls=ls, capsize=2,
-                     elinewidth=0.8, label=label, zorder=2)
+    eb = ax.errorbar(x, y, yerr=yerr, color=color, marker=marker, ms=ms, lw=lw, ls=ls, capsize=2,
+                     elinewidth=0.8, label=label, zorder=zorder, alpha=alpha)
     for part in (*eb[1], *eb[2]):
-        part.set_alpha(0.45)
+        part.set_alpha(0.45 * alpha)
     return eb
 
 
@@ -318,7 +350,7 @@ def _log_limits(ax: Any, values: list[float]) -> None:
 # heatmaps
 # ---------------------------------------------------------------------------------------
 
-HEATMAP_FACETS = ["process", "estimator", "time_grid"]
+HEATMAP_FACETS = ["process", "estimator", "time_grid", "init"]
 CELL_W, CELL_H = 0.95, 0.34  # inches per heatmap cell
 
 
@@ -338,7 +370,7 @@ def heatmaps(means: pd.DataFrame, orders: dict[str, list], out: Path) -> list[Fi
         d = d.groupby(IDENTITY, sort=False, dropna=False).agg(
             value=("value", "mean"), within_floor=("within_floor", "all"), timed=("t", lambda s: s.notna().any()))
         d = d.reset_index().sort_values(["steps", "n_samples"], kind="stable")
-        d = d.groupby(["target", "process", "estimator", "time_grid", "sampler"], sort=False).tail(1)
+        d = d.groupby(["target", "process", "estimator", "time_grid", "init", "sampler"], sort=False).tail(1)
         timed = bool(d["timed"].any())
         by = "estimator" if d["sampler"].nunique() == 1 and d["estimator"].nunique() > 1 else "sampler"
         facets = [k for k in HEATMAP_FACETS if k != by]
@@ -419,7 +451,7 @@ def heatmaps(means: pd.DataFrame, orders: dict[str, list], out: Path) -> list[Fi
 # cost / accuracy fronts
 # ---------------------------------------------------------------------------------------
 
-PANEL_FACETS = ["target", "process", "estimator", "time_grid", "n_samples"]
+PANEL_FACETS = ["target", "process", "estimator", "time_grid", "init", "n_samples"]
 COSTS = {"nfe": ("front_nfe", "NFE (score evaluations per particle)", "NFE"),
          "sample_s": ("front_time", "sampling wall time per run (s)", "wall time")}
 
@@ -442,11 +474,13 @@ def fronts(means: pd.DataFrame, floors: pd.DataFrame, orders: dict[str, list], p
             fig, axes = new_figure(len(page.panels), page.ncols or 4, 3.3, 2.75, extra_w=1.3)
             samplers_seen: list[str] = []
             for ax, (title, g) in zip(axes, page.panels, strict=True):
-                for s in [s for s in orders["sampler"] if s in set(g["sampler"])]:
+                present = [s for s in orders["sampler"] if s in set(g["sampler"])]
+                for s in palette.order(present):
                     gs = g[g["sampler"] == s].sort_values(cost)
-                    errorbars(ax, gs[cost].to_numpy(float), gs["value"].to_numpy(float),
-                              gs["ci_low"].to_numpy(float), gs["ci_high"].to_numpy(float),
-                              color=palette.colors[s], marker=palette.markers[s], label=s, log=logy)
+                    errorbars(ax, dodge(gs[cost].to_numpy(float), present.index(s), len(present)),
+                              gs["value"].to_numpy(float), gs["ci_low"].to_numpy(float), gs["ci_high"].to_numpy(float),
+                              color=palette.colors[s], marker=palette.markers[s], label=s, log=logy,
+                              **palette.style(s))
                     if s not in samplers_seen:
                         samplers_seen.append(s)
                 front = pareto_front(g[cost], g["value"])
@@ -490,8 +524,12 @@ def fronts(means: pd.DataFrame, floors: pd.DataFrame, orders: dict[str, list], p
 def _legend_handles(labels: list[str], palette: Palette) -> list[Any]:
     from matplotlib.lines import Line2D
 
-    return [Line2D([], [], color=palette.colors[s], marker=palette.markers[s], ms=5, lw=1.3, label=s)
-            for s in labels]
+    out = []
+    for s in labels:
+        st = palette.style(s)
+        out.append(Line2D([], [], color=palette.colors[s], marker=palette.markers[s], ms=min(st["ms"], 8),
+                          lw=st["lw"], alpha=st["alpha"], label=s))
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -527,7 +565,8 @@ def convergence(means: pd.DataFrame, floors: pd.DataFrame, orders_table: pd.Data
             labels: list[str] = []
             for ax, (title, g) in zip(axes, page.panels, strict=True):
                 key = g.iloc[0]
-                for s in [s for s in orders["sampler"] if s in set(g["sampler"])]:
+                present = [s for s in orders["sampler"] if s in set(g["sampler"])]
+                for s in palette.order(present):
                     gs = g[g["sampler"] == s].sort_values("steps")
                     fit = fits[(fits["sampler"] == s) & np.logical_and.reduce(
                         [fits[k] == key[k] for k in PANEL_FACETS])]
@@ -536,9 +575,9 @@ def convergence(means: pd.DataFrame, floors: pd.DataFrame, orders_table: pd.Data
                     fit = fit.iloc[0]
                     label = order_label(s, fit["slope"], fit["se"])
                     labels.append(label)
-                    errorbars(ax, gs["steps"].to_numpy(float), gs["value"].to_numpy(float),
-                              gs["ci_low"].to_numpy(float), gs["ci_high"].to_numpy(float),
-                              color=palette.colors[s], marker=palette.markers[s], label=label)
+                    errorbars(ax, dodge(gs["steps"].to_numpy(float), present.index(s), len(present)),
+                              gs["value"].to_numpy(float), gs["ci_low"].to_numpy(float), gs["ci_high"].to_numpy(float),
+                              color=palette.colors[s], marker=palette.markers[s], label=label, **palette.style(s))
                     if math.isfinite(fit["slope"]):
                         used = [int(v) for v in fit["used"].split()]
                         xs = np.array([min(used), max(used)], dtype=float)
@@ -620,3 +659,83 @@ def score_vs_time(means: pd.DataFrame, orders: dict[str, list], out: Path, metri
         )
         records.append(FigureRecord("score_t", file, metric, caption, labels=estimators))
     return records, None
+
+
+# ---------------------------------------------------------------------------------------
+# a proposal against the best baseline
+# ---------------------------------------------------------------------------------------
+
+VERDICT_FACE = {"win": "#1a9850", "loss": "#d73027", "tie": "white"}
+LINE_FACETS = ["estimator", "time_grid", "init", "n_samples"]
+
+
+def ratio_to_best(units: pd.DataFrame, orders: dict[str, list], proposal: str, out: Path) -> list[FigureRecord]:
+    """Per metric: the proposal's error over the best baseline's at matched NFE, against NFE, one
+    panel per target x process, one line per score / grid / start / sample size.  Error bars: the
+    paired interval of the difference divided by the baseline's error; marker face: the verdict;
+    grey band: 1 +- noise floor / baseline error (differences inside it are below the floor)."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    records: list[FigureRecord] = []
+    best = units[(units["match"] == "nfe") & units["best"] & np.isfinite(units["ratio"].to_numpy(float))
+                 & (units["ratio"] > 0)]
+    for metric in [m for m in orders["metric"] if m in set(best["metric"])]:
+        d = best[(best["metric"] == metric) & best["t"].isna()]
+        if d.empty:
+            continue
+        varying = [k for k in LINE_FACETS if d[k].nunique() > 1]
+        lines = list(dict.fromkeys(tuple(r) for r in d[varying].itertuples(index=False))) if varying else [()]
+        palette = Palette.of([" · ".join(map(str, k)) or proposal for k in lines])
+        for page in pages(d, ["target", "process"], orders):
+            fig, axes = new_figure(len(page.panels), page.ncols or 4, 3.4, 2.8, extra_w=1.6)
+            for ax, (title, g) in zip(axes, page.panels, strict=True):
+                for i, key in enumerate(lines):
+                    gl = g[np.logical_and.reduce([g[k] == v for k, v in zip(varying, key, strict=True)])] \
+                        if varying else g
+                    if gl.empty:
+                        continue
+                    gl = gl.sort_values("nfe")
+                    name = " · ".join(map(str, key)) or proposal
+                    x = dodge(gl["nfe"].to_numpy(float), i, len(lines))
+                    base = gl["baseline_mean"].to_numpy(float)
+                    y = gl["ratio"].to_numpy(float)
+                    lo = 1 + gl["ci_low"].to_numpy(float) / base
+                    hi = 1 + gl["ci_high"].to_numpy(float) / base
+                    floor = np.nan_to_num(gl["floor"].to_numpy(float) / base, nan=0.0)
+                    ax.fill_between(x, np.maximum(1 - floor, 1e-3), 1 + floor, color="0.55", alpha=0.15, lw=0,
+                                    zorder=0)
+                    errorbars(ax, x, y, lo, hi, color=palette.colors[name], marker="o", label=name)
+                    ax.scatter(x, y, s=34, c=[VERDICT_FACE[v] for v in gl["verdict"]],
+                               edgecolors=[palette.colors[name]], linewidths=1.0, zorder=4)
+                    for xi, yi, b in zip(x, y, gl["baseline"], strict=True):
+                        ax.annotate(b, (xi, yi), textcoords="offset points", xytext=(0, 6), ha="center",
+                                    fontsize=6, color="0.3")
+                ax.axhline(1.0, color="0.3", lw=0.8, zorder=0.5)
+                ax.set_xscale("log")
+                ax.set_yscale("log")
+                vals = [*g["ratio"], 1.0]
+                _log_limits(ax, vals)
+                pad_log_x(ax, list(g["nfe"]))
+                log_ticks(ax)
+                ax.set_title(title)
+            outer_labels(fig, axes, "NFE (score evaluations per particle)", f"{metric}: {proposal} / best")
+            handles = _legend_handles([" · ".join(map(str, k)) or proposal for k in lines], palette) if varying \
+                else []
+            handles += [Line2D([], [], ls="", marker="o", ms=6, mfc=VERDICT_FACE[v], mec="0.3", label=v)
+                        for v in ("win", "loss", "tie")]
+            handles.append(Patch(facecolor="0.55", alpha=0.3, label="noise floor / best"))
+            fig.legend(handles=handles, loc="outside right upper", title=describe_panels(varying) or None,
+                       frameon=False)
+            suptitle(fig, f"{metric}: error of {proposal} over the best baseline at matched NFE", page, reserve=1.8)
+            file = f"ratio-{slug(metric)}{page.suffix}.png"
+            save(fig, out / file)
+            caption = (
+                f"{metric} of {proposal} divided by that of the best baseline at the same NFE (interpolated between "
+                "the baseline's step counts), against NFE; below 1 the proposal is more accurate at equal cost. "
+                "Each point names the best baseline there; its face is the verdict (green win, red loss, hollow "
+                "tie) and its bar the paired interval of the difference over the baseline's error"
+                + page.facets() + "."
+            )
+            records.append(FigureRecord("ratio", file, metric, caption, labels=[h.get_label() for h in handles]))
+    return records
