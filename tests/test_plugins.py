@@ -132,5 +132,5 @@ def test_load_object_and_describe_plugin(tmp_path: Path) -> None:
     import scorebench as sb
 
     assert describe_plugin(sb.get_sampler("ddpm")) is None  # scorebench's own components are not plugins
-    with pytest.raises(PluginError, match="expected 'package.module:Name'"):
+    with pytest.raises(PluginError, match=r"expected 'package\.module:Name'"):
         load_object("a:b:c")
