@@ -122,3 +122,67 @@ def test_the_command_exits_0_whatever_the_verdict(tmp_path: Path, capsys: pytest
     assert main(["compare", str(run), "--proposal", "mine", "--time-factor", "2"]) == 2
     assert main(["compare", str(run), "--baselines", "ei"]) == 2
     assert "--baselines needs --proposal" in capsys.readouterr().err
+
+
+def test_a_relabelled_baseline_ties_with_itself_and_the_report_shows_both(tmp_path: Path) -> None:
+    """A run whose proposal is Euler--Maruyama under another label: common random numbers make every
+    paired difference with em exactly zero (ties, ratio 1), and the highlighted report draws the ratio
+    figure; Heun's ODE as the proposal beats em on the exact W2 at matched NFE from exact starts."""
+    from scorebench.report import build_report
+    from scorebench.runner import run_suite
+    from scorebench.suite import load_suite
+
+    suite = tmp_path / "p.toml"
+    suite.write_text("""
+[suite]
+name = "p"
+device = "cpu"
+[targets.g]
+name = "gaussian"
+dim = 2
+mean = [1.0, -1.0]
+[targets.ring]
+name = "gmm"
+preset = "ring8"
+[processes.vp]
+[estimators.oracle]
+[samplers.twin]
+name = "euler_maruyama"
+[samplers.em]
+name = "euler_maruyama"
+[samplers.heun]
+name = "pf_ode"
+[metrics]
+sliced_w2 = {}
+exact_w2 = { reference = "t_min" }
+[[grid]]
+targets = ["ring"]
+steps = [8, 16, 32]
+n_samples = [300]
+seeds = [0, 1, 2]
+metrics = ["sliced_w2"]
+[[grid]]
+targets = ["g"]
+steps = [8, 16, 32, 64]
+n_samples = [50]
+init = "exact"
+metrics = ["exact_w2"]
+""")
+    assert run_suite(load_suite(suite), tmp_path / "run", progress=False).exit_code == 0
+    from scorebench.results import read_results
+
+    frame = read_results(tmp_path / "run")
+    twin = compare_proposal(frame, "twin", ["em"]).units
+    assert (twin["verdict"] == TIE).all() and np.allclose(twin["ratio"].dropna(), 1.0)
+    assert (twin.loc[twin["match"] == "steps", "diff"] == 0).all()
+    heun = compare_proposal(frame, "heun", ["em"]).units
+    exact = heun[(heun["metric"] == "exact_w2") & (heun["match"] == "nfe")]
+    assert list(exact["nfe"]) == [16.0, 32.0, 64.0]  # 2 NFE per step, em run up to 64
+    assert (exact["verdict"] == WIN).all()
+    report = build_report([tmp_path / "run"], tmp_path / "report", highlight="heun")
+    ratio = [r for r in report.figures if r.kind == "ratio"]
+    assert {r.metric for r in ratio} == {"sliced_w2", "exact_w2"}
+    text = report.markdown.read_text()
+    assert "## heun against the baselines" in text and "proposal heun against the best of twin, em" in text
+    with pytest.raises(Exception, match="--highlight: no sampler labelled 'nope'"):
+        build_report([tmp_path / "run"], tmp_path / "r2", highlight="nope")

@@ -469,3 +469,43 @@ def test_training_records_and_diverged_fits(tmp_path: Path, monkeypatch: pytest.
     assert set(summary.fit_s_by_estimator) == {"learned"} and summary.exit_code == 1
     from scorebench.cli import format_summary
     assert "fit seconds per estimator: learned" in format_summary(summary, frame)
+
+
+def test_validate_estimates_what_the_runner_will_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    """With every component timed at one second a step or evaluation, the estimate counts exactly the
+    runner's work: a sampling run per cell x seed, a metric evaluation per row, a noise floor per
+    (target, size, seed, metric) as the runner caches them, and an exact law per cell."""
+    from scorebench import estimate as E
+
+    monkeypatch.setattr(E._Calibration, "sampling", lambda self, *a: (0.0, 1.0))
+    monkeypatch.setattr(E._Calibration, "metric", lambda self, *a: 1.0)
+    monkeypatch.setattr(E._Calibration, "exact_metric", lambda self, *a: 1.0)
+    suite = load_suite(write_suite(tmp_path))
+    est = E.estimate(suite, root=tmp_path)
+    cells = suite.cells()
+    runs = sum(len(suite.seeds_of(c)) for c in cells)
+    assert (est.cells, est.runs) == (len(cells), runs)
+    assert est.seconds["sampling"] == sum(c.steps * len(suite.seeds_of(c)) for c in cells)
+    runner_floors = {(c.target, c.n_samples, s, m) for c in cells for s in suite.seeds_of(c) for m in c.metrics
+                     if suite.build_metric(m).kind in ("sample", "moment")}
+    assert est.seconds["noise floors"] == len(runner_floors)
+    per_seed = sum(len(suite.seeds_of(c)) for c in cells for m in c.metrics if suite.build_metric(m).kind != "exact")
+    exact = sum(c.steps for c in cells for m in c.metrics if suite.build_metric(m).kind == "exact")
+    assert est.seconds["metrics"] == per_seed + exact  # every cell has several seeds: no bootstrap
+
+    # an earlier finished run of the same file is reported; another file's, a resumed or a quick run is not
+    root = tmp_path / "results"
+    summary = run_suite(suite, root / suite.name / "r1", progress=False)
+    assert summary.exit_code == 0
+    found = E.earlier_runs(suite, quick=False, root=root)
+    assert [Path(p).name for p, _ in found] == ["r1"] and 0 <= found[0][1] < 3600
+    assert E.earlier_runs(suite, quick=True, root=root) == []
+    edited = load_suite(write_suite(tmp_path, SUITE.replace("seed = 7", "seed = 8"), "edited.toml"))
+    assert E.earlier_runs(edited, quick=False, root=root) == []
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", str(write_suite(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    assert "estimated wall time" in out and "an earlier run of this suite file took" in out
+    assert main(["validate", "--no-estimate", str(write_suite(tmp_path))]) == 0
+    assert "estimated" not in capsys.readouterr().out

@@ -9,7 +9,9 @@ A suite is a TOML file::
     dtype = "float32"       # float32 | float64
 
     [targets.ring]          # a label, used in result tables
-    name = "gmm"            # registered name (defaults to the label)
+    name = "gmm"            # registered name (defaults to the label), or a plugin outside scorebench:
+                            # 'package.module:Name' or 'path/to/file.py:Name' (the current directory,
+                            # then this file's folder; loading it runs its code)
     preset = "ring8"        # every other key is a constructor parameter
 
     [processes.vp]

@@ -100,13 +100,21 @@ def floor_stats(frame: pd.DataFrame) -> pd.DataFrame:
     return out[cols]
 
 
+#: exact-law values below this are the float64 rounding level of the Bures formula (W2^2 is a
+#: difference of traces of order 10, exact to about 1e-14, so W2 to about 1e-7): an exact sampler
+EXACT_ROUNDING = 1e-6
+
+
 def with_floors(means: pd.DataFrame, floors: pd.DataFrame) -> pd.DataFrame:
     """``means`` with ``floor_mean``, ``floor_sd`` and ``within_floor`` (the mean value is at or
     below the floor's mean plus its spread: the cell cannot be told apart from the truth at
-    this sample size)."""
+    this sample size).  An exact-law value (zero-width interval) below :data:`EXACT_ROUNDING`
+    is within the floor too: rounding, not discretisation error."""
     out = means.merge(floors, on=["target", "n_samples", "metric"], how="left", sort=False)
     top = (out["floor_mean"] + out["floor_sd"]).fillna(-np.inf)
-    out["within_floor"] = out["floor_mean"].notna() & (out["value"] <= top)
+    exact = (out["ci_low"] == out["value"]) & (out["ci_high"] == out["value"])
+    rounding = exact & (out["value"] < EXACT_ROUNDING)
+    out["within_floor"] = (out["floor_mean"].notna() & (out["value"] <= top)) | rounding
     return out
 
 
