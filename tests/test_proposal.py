@@ -173,8 +173,10 @@ metrics = ["exact_w2"]
 
     frame = read_results(tmp_path / "run")
     twin = compare_proposal(frame, "twin", ["em"]).units
-    assert (twin["verdict"] == TIE).all() and np.allclose(twin["ratio"].dropna(), 1.0)
-    assert (twin.loc[twin["match"] == "steps", "diff"] == 0).all()
+    # ties everywhere, also at matched wall time, where the copies' timings differ by noise
+    assert (twin["verdict"] == TIE).all() and set(twin["match"]) == {"steps", "nfe", "time"}
+    exact_cost = twin[twin["match"] != "time"]
+    assert (exact_cost["diff"] == 0).all() and np.allclose(exact_cost["ratio"].dropna(), 1.0)
     heun = compare_proposal(frame, "heun", ["em"]).units
     exact = heun[(heun["metric"] == "exact_w2") & (heun["match"] == "nfe")]
     assert list(exact["nfe"]) == [16.0, 32.0, 64.0]  # 2 NFE per step, em run up to 64

@@ -14,7 +14,9 @@ its step counts is compared three ways, per metric (and diffusion time, for scor
   step counts, interpolated linearly in ``log error`` against ``log NFE``, seed by seed (so the
   pairing survives); a baseline is never extrapolated beyond the NFEs it was run at.  The best is
   the baseline with the lowest mean interpolated error;
-* **matched wall time**: the same with the cell's mean sampling seconds as the cost.
+* **matched wall time**: the same with the cell's mean sampling seconds as the cost.  Wall times
+  are noisy (identical samplers differ by 10-20% on a shared CPU), so here the tolerance also
+  covers the change of the baseline's error over a cost :data:`TIME_REL` (20%) either side.
 
 Each comparison is the paired difference ``D = proposal - baseline`` over seeds, with its
 interval and the tolerance of :mod:`scorebench.compare` (the larger of a fraction of the
@@ -46,7 +48,8 @@ CONTEXT: tuple[str, ...] = ("target", "process", "estimator", "time_grid", "init
 WIN, LOSS, TIE = "win", "loss", "tie"
 MATCHES = ("nfe", "time", "steps")
 MATCH_NAMES = {"nfe": "matched NFE", "time": "matched wall time", "steps": "matched steps"}
-_COST = {"nfe": "nfe", "time": "sample_s"}
+#: relative uncertainty of a wall time, covered by the tolerance at matched wall time
+TIME_REL = 0.2
 
 
 class ProposalError(ResultsError):
@@ -211,7 +214,8 @@ def compare_proposal(
                 if not candidates:
                     continue
                 units = [_unit(base, match, b, prop.values[s], prop.failed[s], got, failed, prop.floors[s],
-                               tolerance) for b, (got, failed) in candidates.items()]
+                               tolerance, _time_slack(series[b], prop.time[s], got) if match == "time" else 0.0)
+                         for b, (got, failed) in candidates.items()]
                 finite = [u for u in units if math.isfinite(u["baseline_mean"])]
                 best = min(finite, key=lambda u: u["baseline_mean"]) if finite else None
                 for u in units:
@@ -224,9 +228,18 @@ def compare_proposal(
     return ProposalComparison(proposal, baselines, units, tolerance, unmatched)
 
 
+def _time_slack(series: Series, cost: float, got: tuple[dict[int, float], float] | None) -> float:
+    """How much the baseline's mean error changes when its cost moves :data:`TIME_REL` either side."""
+    if got is None:
+        return 0.0
+    here = float(np.mean(list(got[0].values())))
+    moved = [series.at("time", cost * f) for f in (1 + TIME_REL, 1 / (1 + TIME_REL))]
+    return max((abs(float(np.mean(list(m[0].values()))) - here) for m in moved if m is not None), default=0.0)
+
+
 def _unit(base: dict[str, Any], match: str, baseline: str, prop_values: dict[int, float], prop_failed: set[int],
           got: tuple[dict[int, float], float] | None, base_failed: set[int], prop_floor: float,
-          tolerance: Tolerance) -> dict[str, Any]:
+          tolerance: Tolerance, slack: float = 0.0) -> dict[str, Any]:
     row = {**base, "match": match, "baseline": baseline, "best": False, "proposal_mean": math.nan,
            "baseline_mean": math.nan, "ratio": math.nan, "diff": math.nan, "half": math.nan, "ci_low": math.nan,
            "ci_high": math.nan, "tol": math.nan, "floor": math.nan, "seeds": 0, "verdict": TIE, "note": ""}
@@ -243,7 +256,8 @@ def _unit(base: dict[str, Any], match: str, baseline: str, prop_values: dict[int
         return row
     d = difference(_frame(values, floor), _frame(prop_values, prop_floor), tolerance.level)
     floor_mean = np.nanmean([floor, prop_floor]) if math.isfinite(floor) or math.isfinite(prop_floor) else math.nan
-    tol = tolerance.of(d["base"], float(floor_mean), exact=bool(floor == 0 and prop_floor == 0), spread=d["spread"])
+    tol = max(tolerance.of(d["base"], float(floor_mean), exact=bool(floor == 0 and prop_floor == 0),
+                           spread=d["spread"]), slack)
     row.update(proposal_mean=d["new"], baseline_mean=d["base"], diff=d["diff"], half=d["half"], tol=tol,
                floor=float(floor_mean), seeds=d["seeds"], verdict=_verdict(d["diff"], d["half"], tol),
                ratio=d["new"] / d["base"] if d["base"] > 0 and d["new"] >= 0 else math.nan)
