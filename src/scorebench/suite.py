@@ -252,6 +252,17 @@ def _int_list(ctx: _Ctx, value: Any, key: str, minimum: int) -> list[int]:
     return list(dict.fromkeys(value))
 
 
+def _choice_list(ctx: _Ctx, value: Any, key: str, allowed: Sequence[str], what: str) -> list[str]:
+    """A string or a non-empty list of strings from ``allowed``, without repeats."""
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not values:
+        raise ctx.fail(key, f"expected a string or a non-empty list; allowed: {_allowed(allowed)}")
+    for v in values:
+        if v not in allowed:
+            raise ctx.fail(key, f"unknown {what} {v!r}; allowed: {_allowed(allowed)}")
+    return list(dict.fromkeys(values))
+
+
 def _label_list(ctx: _Ctx, value: Any, key: str, defined: Sequence[str]) -> list[str]:
     if value is None:
         return list(defined)
@@ -382,22 +393,9 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
         grid["steps"] = _int_list(ctx, g["steps"], f"{where}.steps", 1)
         grid["n_samples"] = _int_list(ctx, g["n_samples"], f"{where}.n_samples", 2)
         grid["seeds"] = _int_list(ctx, g.get("seeds", [0]), f"{where}.seeds", 0)
-        kinds = g.get("time_grid", ["uniform"])
-        kinds = [kinds] if isinstance(kinds, str) else kinds
-        if not isinstance(kinds, list) or not kinds:
-            raise ctx.fail(f"{where}.time_grid", f"expected a non-empty list; allowed: {_allowed(GRID_KINDS)}")
-        for k in kinds:
-            if k not in GRID_KINDS:
-                raise ctx.fail(f"{where}.time_grid", f"unknown time grid {k!r}; allowed: {_allowed(GRID_KINDS)}")
-        grid["time_grid"] = list(dict.fromkeys(kinds))
-        inits = g.get("init", ["prior"])
-        inits = [inits] if isinstance(inits, str) else inits
-        if not isinstance(inits, list) or not inits:
-            raise ctx.fail(f"{where}.init", f"expected a string or a non-empty list; allowed: {_allowed(INITS)}")
-        for k in inits:
-            if k not in INITS:
-                raise ctx.fail(f"{where}.init", f"unknown start {k!r}; allowed: {_allowed(INITS)}")
-        grid["init"] = list(dict.fromkeys(inits))
+        grid["time_grid"] = _choice_list(ctx, g.get("time_grid", "uniform"), f"{where}.time_grid", GRID_KINDS,
+                                         "time grid")
+        grid["init"] = _choice_list(ctx, g.get("init", "prior"), f"{where}.init", INITS, "start")
         grid["metrics"] = _label_list(ctx, g.get("metrics"), f"{where}.metrics", list(metrics))
         _check_compatibility(ctx, where, grid, built, built_metrics)
         grids.append(grid)
