@@ -139,6 +139,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if not args.no_estimate:
         from .estimate import estimate
 
+        print("estimating: timing each component once on this machine (one fit per learned estimator; "
+              "--no-estimate skips this)", file=sys.stderr, flush=True)
         print(estimate(suite, args.device, quick=args.quick).describe())
     return 0
 
