@@ -41,10 +41,10 @@ import numpy as np
 import pandas as pd
 
 from .compare import BETTER, WORSE, Tolerance, difference, judge
-from .results import ResultsError
+from .results import CELL_COLUMNS, ResultsError
 
 #: a context: a cell without its sampler and step count
-CONTEXT: tuple[str, ...] = ("target", "process", "estimator", "time_grid", "init", "n_samples")
+CONTEXT: tuple[str, ...] = tuple(c for c in CELL_COLUMNS if c not in ("sampler", "steps"))
 WIN, LOSS, TIE = "win", "loss", "tie"
 MATCHES = ("nfe", "time", "steps")
 MATCH_NAMES = {"nfe": "matched NFE", "time": "matched wall time", "steps": "matched steps"}

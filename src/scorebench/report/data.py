@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..results import ResultsError, read_results
+from ..results import CELL_COLUMNS, ResultsError, read_results
 from ..stats import fit_order
 
-#: the columns that name a cell (a cell x seed is a cell plus ``seed``)
-IDENTITY = ["target", "process", "estimator", "sampler", "time_grid", "init", "steps", "n_samples"]
+#: the columns that name a cell (a cell x seed is a cell plus ``seed``): the table's, sizes last for display
+IDENTITY = [c for c in CELL_COLUMNS if c not in ("steps", "n_samples")] + ["steps", "n_samples"]
 #: the label columns whose order of first appearance in the table is kept in every figure
 LABELS = ["target", "process", "estimator", "sampler", "time_grid", "init", "metric"]
 
