@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import platform
 from collections.abc import Callable, Iterable
@@ -164,8 +165,6 @@ SAMPLES_FILE = "samples.jsonl"
 def json_safe(value: Any) -> Any:
     """``value`` as JSON data: tensors and arrays become lists (or their shape, when large),
     non-finite floats ``None``, anything else unknown its ``repr``."""
-    import math
-
     if isinstance(value, bool | str | int) or value is None:
         return value
     if isinstance(value, float):
@@ -175,10 +174,8 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     if hasattr(value, "tolist") and hasattr(value, "shape"):
-        size = 1
-        for n in value.shape:
-            size *= int(n)
-        return json_safe(value.tolist()) if size <= 1000 else {"shape": [int(n) for n in value.shape]}
+        shape = [int(n) for n in value.shape]
+        return json_safe(value.tolist()) if math.prod(shape) <= 1000 else {"shape": shape}
     return repr(value)
 
 

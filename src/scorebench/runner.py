@@ -192,7 +192,6 @@ class Runner:
         self._floors: dict[tuple, float] = {}
         self._exact: dict[tuple, float] = {}
         self._mem = PeakMemory(self.device)
-        self._sample_records: list[dict[str, Any]] = []
         #: "section.label" -> where a component from outside scorebench came from
         self.plugins: dict[str, dict[str, Any]] = self._plugins()
 
@@ -288,15 +287,17 @@ class Runner:
 
         return self._refs.get_or((cell.target, cell.n_samples, seed), make)
 
+    def _start_law(self, cell: Cell, sampler: Any, process: Any) -> Any:
+        """``p_{T0}``, ``T0`` the sampler's start time: the law an ``init = "exact"`` chain starts from."""
+        return self._obj("targets", cell.target).marginal(process, sampler.start_time(process))
+
     def _exact_start(self, cell: Cell, sampler: Any, process: Any, seed: int) -> torch.Tensor:
-        """Exact draws of ``p_{T0}``, ``T0`` the sampler's start time (``init = "exact"``).  They depend on
-        the target, process, start time, sample size and seed, not on the sampler or the estimator: the
-        samplers of a cell that start at the same time share their initial particles."""
-        start = sampler.start_time(process)
-        gen = self._generator("init", self._spec(cell, "targets"), self._spec(cell, "processes"), start,
-                              cell.n_samples, seed)
-        law = self._obj("targets", cell.target).marginal(process, start)
-        return law.sample(cell.n_samples, gen, dtype=self.dtype)
+        """Exact draws of ``p_{T0}`` (``init = "exact"``).  They depend on the target, process, start
+        time, sample size and seed, not on the sampler or the estimator: the samplers of a cell that
+        start at the same time share their initial particles."""
+        gen = self._generator("init", self._spec(cell, "targets"), self._spec(cell, "processes"),
+                              sampler.start_time(process), cell.n_samples, seed)
+        return self._start_law(cell, sampler, process).sample(cell.n_samples, gen, dtype=self.dtype)
 
     # -- one cell -------------------------------------------------------------------------
     def _base_row(self, cell: Cell, seed: int) -> dict[str, Any]:
@@ -423,9 +424,7 @@ class Runner:
         else:  # exact: deterministic, the same for every seed of the cell
             key = (cell.cell_id, name)
             if key not in self._exact:
-                init = None
-                if cell.init == "exact":
-                    init = GaussianLaw.of(target.marginal(process, sampler.start_time(process)))
+                init = GaussianLaw.of(self._start_law(cell, sampler, process)) if cell.init == "exact" else None
                 self._exact[key] = metric.compute(sampler, score, process, grid, target, init=init)
             values = [(math.nan, self._exact[key])]
             floor = 0.0
@@ -478,12 +477,13 @@ class Runner:
             for r in members:
                 r["ci_low"], r["ci_high"] = mean - half, mean + half
 
-    def _record_sampling(self, cell: Cell, seed: int, rows: list[dict[str, Any]], info: dict[str, Any]) -> None:
-        """One ``samples.jsonl`` record of a cell x seed: what ran, its cost and status, the
+    def _sampling_record(self, cell: Cell, seed: int, rows: list[dict[str, Any]],
+                         info: dict[str, Any]) -> dict[str, Any]:
+        """The ``samples.jsonl`` record of a cell x seed: what ran, its cost and status, the
         sampler's own diagnostics (``SampleResult.info``) and the plugins involved."""
         first = rows[0] if rows else self._base_row(cell, seed)
         statuses = sorted({r["status"] for r in rows}) or ["ok"]
-        self._sample_records.append({
+        return {
             "run_id": self.run_id, "cell_id": cell.cell_id, "seed": seed, "target": cell.target,
             "process": cell.process, "estimator": cell.estimator, "sampler": cell.sampler, "steps": cell.steps,
             "time_grid": cell.time_grid, "init": cell.init, "n_samples": cell.n_samples, "device": str(self.device),
@@ -491,16 +491,19 @@ class Runner:
             "status": statuses[0] if len(statuses) == 1 else ",".join(statuses),
             "message": next((r["message"] for r in rows if r["status"] != "ok"), ""),
             "info": info, "plugins": self._plugins_of(cell, "targets", "processes", "estimators", "samplers"),
-        })
+        }
 
     def run_cell(self, cell: Cell, summary: RunSummary) -> list[dict[str, Any]]:
+        """The rows of every seed of ``cell``; their sampling records go to ``samples.jsonl``."""
         rows: list[dict[str, Any]] = []
+        records = []
         for seed in self.suite.seeds_of(cell):
             info: dict[str, Any] = {}
             seed_rows = self.run_seed(cell, seed, summary, info)
-            self._record_sampling(cell, seed, seed_rows, info)
+            records.append(self._sampling_record(cell, seed, seed_rows, info))
             rows.extend(seed_rows)
         self.add_intervals(rows)
+        append_sample_records(self.run_dir, records)
         return rows
 
     # -- the run --------------------------------------------------------------------------
@@ -549,10 +552,7 @@ class Runner:
         bar = tqdm(todo, desc=self.suite.name, unit="cell", disable=not self.progress, file=sys.stderr)
         for cell in bar:
             bar.set_postfix_str(f"{cell.target}/{cell.process}/{cell.estimator}/{cell.sampler}/{cell.steps}")
-            rows = self.run_cell(cell, summary)
-            append_sample_records(self.run_dir, self._sample_records)
-            self._sample_records = []
-            table.append(rows)
+            table.append(self.run_cell(cell, summary))
         frame = read_results(self.run_dir)
         summary.rows = len(frame)
         summary.status_counts = frame["status"].value_counts().to_dict()
