@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -126,8 +125,7 @@ class _Calibration:
         self.device = device
         self.dtype = torch.float64 if suite.dtype == "float64" else torch.float32
         self._objects: dict[tuple[str, str], Any] = {}
-        self._scores: dict[tuple[str, str, str], tuple[Any, float]] = {}
-        self._cache: dict[tuple, float] = {}
+        self._cache: dict[tuple, Any] = {}
         self._gen = torch.Generator(device).manual_seed(derive_seed(suite.seed, "estimate"))
 
     def obj(self, section: str, label: str) -> Any:
@@ -135,20 +133,21 @@ class _Calibration:
             self._objects[(section, label)] = self.suite.build(section, label)
         return self._objects[(section, label)]
 
-    def once(self, key: tuple, fn: Callable[[], float]) -> float:
+    def once(self, key: tuple, fn: Callable[[], Any]) -> Any:
+        """``fn()``, computed the first time ``key`` is asked for."""
         if key not in self._cache:
             self._cache[key] = fn()
         return self._cache[key]
 
     def score(self, target: str, process: str, estimator: str) -> tuple[Any, float]:
         """The fitted score model and its fit seconds (one fit per triple)."""
-        key = (target, process, estimator)
-        if key not in self._scores:
+        def fit() -> tuple[Any, float]:
             est = self.suite.build("estimators", estimator)
             t0 = time.perf_counter()
             model = est.fit(self.obj("targets", target), self.obj("processes", process), self._gen)
-            self._scores[key] = (model, time.perf_counter() - t0)
-        return self._scores[key]
+            return model, time.perf_counter() - t0
+
+        return self.once(("fit", target, process, estimator), fit)
 
     def sampling(self, target: str, process: str, estimator: str, sampler: str, n: int) -> tuple[float, float]:
         """(fixed seconds, seconds per step) of a run with ``n`` particles (probed at most PROBE_MAX)."""
@@ -170,15 +169,11 @@ class _Calibration:
             scale = n / m
             return fixed * scale, per_step * scale
 
-        key = ("sample", target, process, estimator, sampler, n)
-        if key not in self._cache:
-            self._cache[key] = probe()  # type: ignore[assignment]
-        return self._cache[key]  # type: ignore[return-value]
+        return self.once(("sample", target, process, estimator, sampler, n), probe)
 
-    def metric(self, name: str, target: str, process: str, estimator: str, n: int) -> float:
-        """Seconds of one evaluation of a sample, moment, score or trajectory metric."""
+    def metric(self, name: str, metric: Any, target: str, process: str, estimator: str, n: int) -> float:
+        """Seconds of one evaluation of ``metric`` (named ``name``): a sample, moment, score or trajectory metric."""
         def probe() -> float:
-            metric = self.suite.build_metric(name)
             tgt = self.obj("targets", target)
             m = min(n, PROBE_MAX)
             if metric.kind == "sample":
@@ -203,9 +198,8 @@ class _Calibration:
             power = 2 if name in QUADRATIC else 1
             return seconds * (n / m) ** power
 
-        kind = self.suite.build_metric(name).kind
-        key = ("metric", name, target, n) if kind in ("sample", "moment") else ("metric", name, target, process,
-                                                                                estimator, n)
+        key = ("metric", name, target, n) if metric.kind in ("sample", "moment") else ("metric", name, target,
+                                                                                       process, estimator, n)
         return self.once(key, probe)
 
     def exact_metric(self, name: str, target: str, process: str, estimator: str, sampler: str) -> float:
@@ -231,6 +225,7 @@ def estimate(suite: Suite, device: str | None = None, root: Path = Path("results
     cal = _Calibration(run_suite, dev)
     cells = run_suite.cells()
     seconds: dict[str, float] = defaultdict(float)
+    metrics = {name: run_suite.build_metric(name) for name in run_suite.metrics}
     floors_seen: set[tuple] = set()
     fits_seen: set[tuple] = set()
     runs = 0
@@ -246,12 +241,12 @@ def estimate(suite: Suite, device: str | None = None, root: Path = Path("results
                 fits_seen.add(key)
                 seconds["fits"] += cal.score(cell.target, cell.process, cell.estimator)[1]
         for name in cell.metrics:
-            metric = run_suite.build_metric(name)
+            metric = metrics[name]
             if metric.kind == "exact":
                 seconds["metrics"] += cell.steps * cal.exact_metric(name, cell.target, cell.process, cell.estimator,
                                                                     cell.sampler)
                 continue
-            one = cal.metric(name, cell.target, cell.process, cell.estimator, cell.n_samples)
+            one = cal.metric(name, metric, cell.target, cell.process, cell.estimator, cell.n_samples)
             seconds["metrics"] += len(seeds) * one
             if metric.kind in ("sample", "moment"):
                 if len(seeds) == 1:
@@ -261,8 +256,5 @@ def estimate(suite: Suite, device: str | None = None, root: Path = Path("results
                     if floor_key not in floors_seen:
                         floors_seen.add(floor_key)
                         seconds["noise floors"] += one
-    out = Estimate(len(cells), runs, dict(seconds), time.perf_counter() - started, str(dev))
-    out.earlier = earlier_runs(suite, quick, root)
-    if not math.isfinite(out.total_s):  # pragma: no cover - a probe that returned nonsense
-        out.seconds = {}
-    return out
+    return Estimate(len(cells), runs, dict(seconds), time.perf_counter() - started, str(dev),
+                    earlier_runs(suite, quick, root))
