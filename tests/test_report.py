@@ -246,3 +246,18 @@ def test_bad_input_is_a_clear_error_with_exit_code_2(
     assert main(["report", str(run_dir), "--out", str(tmp_path / "a_file")]) == 2
     assert "not a directory" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_exact_law_values_at_rounding_level_count_as_within_the_floor() -> None:
+    """An exact-law mean (zero-width interval) below 1e-6 is the Bures formula's rounding: within the
+    floor, and left out of order fits.  A larger exact value, or a tiny value of a noisy metric, is not."""
+    from scorebench.report.data import EXACT_ROUNDING, with_floors
+
+    means = pd.DataFrame({
+        "target": ["g"] * 4, "n_samples": [100] * 4, "metric": ["exact_w2", "exact_w2", "mmd", "exact_w2"],
+        "value": [6e-8, 1e-5, 6e-8, 0.0], "ci_low": [6e-8, 1e-5, -1e-3, 0.0], "ci_high": [6e-8, 1e-5, 1e-3, 0.0],
+    })
+    floors = pd.DataFrame(columns=["target", "n_samples", "metric", "floor_mean", "floor_sd", "floor_seeds"])
+    out = with_floors(means, floors)
+    assert list(out["within_floor"]) == [True, False, False, True]
+    assert 6e-8 < EXACT_ROUNDING < 1e-5
