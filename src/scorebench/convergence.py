@@ -151,10 +151,13 @@ def convergence(
     start = GaussianLaw.isotropic(target.dim, sampler.initial_std(process)) if flow else \
         GaussianLaw.of(target.marginal(process, sampler.start_time(process)))
     x0 = None if flow or sampler.affine else start.sample(n, torch.Generator().manual_seed(seed))
-    errors, references = [], []
+    errors, references, taus = [], [], set()
     for count in steps:
         grid = sampler.resolve_grid(process, count)
-        reference = langevin_flow_law(pi, start, sampler.flow_time(process, grid)) if flow else pi
+        if flow:
+            tau = sampler.flow_time(process, grid)
+            taus.add(round(tau, 10))
+        reference = langevin_flow_law(pi, start, tau) if flow else pi
         references.append(reference)
         if sampler.affine:
             law = exact_output_law(sampler, score, process, grid, init=None if flow else start)
@@ -174,8 +177,7 @@ def convergence(
                     for _ in range(FLOOR_DRAWS)) / FLOOR_DRAWS
         resolution, method = 2.0 * floor, f"sample moments, n = {n}"
     if flow:
-        taus = sorted({round(sampler.flow_time(process, sampler.resolve_grid(process, c)), 10) for c in steps})
-        what = f"the Langevin flow toward p_t_min at time {', '.join(f'{t:g}' for t in taus)}"
+        what = f"the Langevin flow toward p_t_min at time {', '.join(f'{t:g}' for t in sorted(taus))}"
     else:
         what = "p_t_min, from exact draws of p_T"
     order, se, problems = judge(steps, errors, resolution, tolerance, min_order)
