@@ -1,20 +1,29 @@
 """The ``scorebench`` command line.
 
-    scorebench run SUITE [--out DIR] [--resume] [--device D] [--quick]
+    scorebench run SUITE [--out DIR] [--resume] [--device D] [--quick] [--timeout S] [--skip ID] [--retry STATUS]
     scorebench validate SUITE [--quick] [--device D] [--no-estimate]
     scorebench show RESULTS [--metric M] [--values value|floor|ci]
     scorebench list targets|processes|estimators|samplers|metrics
     scorebench check-sampler NAME|module:Name|file.py:Name [--processes vp,ou] [--param K=V] [--ladder 50,100]
 
-Exit codes: 0 ok, 1 some cells (or conformance checks) failed, 2 bad input.
+Exit codes: 0 ok, 1 some cells (or conformance checks) failed, 2 bad input (suite, arguments,
+run-directory state), 3 internal error (traceback in a log file), 130 SIGINT, 143 SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import os
+import shlex
+import signal
 import sys
+import tempfile
+import threading
+import time
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -22,12 +31,12 @@ import pandas as pd
 from . import __version__, compare, report
 from .estimators import ESTIMATORS
 from .metrics import METRICS
-from .plugins import describe_plugin, is_spec, load_object
+from .plugins import PluginError, describe_plugin, is_spec, load_object
 from .processes import PROCESSES
 from .registry import Registry
 from .report.data import IDENTITY
-from .results import ResultsError, read_results
-from .runner import RunSummary, run_suite
+from .results import STATUSES, ResultsError, ResultTable, read_results
+from .runner import Runner, RunSummary, resolve_run_dir
 from .samplers import SAMPLERS, Sampler
 from .suite import SuiteError, load_suite
 from .targets import TARGETS
@@ -121,10 +130,39 @@ def format_summary(summary: RunSummary, frame: pd.DataFrame, max_lines: int = 30
     return "\n".join(lines)
 
 
+def resume_command(args: argparse.Namespace, run_dir: Path, skip: Sequence[str] = ()) -> str:
+    """The exact command that goes on with an interrupted run."""
+    words = ["scorebench", "run", args.suite, "--out", str(run_dir), "--resume"]
+    if args.quick:
+        words.append("--quick")
+    if args.device:
+        words += ["--device", args.device]
+    if args.timeout is not None:
+        words += ["--timeout", f"{args.timeout:g}"]
+    for cell in [*(args.skip or []), *skip]:
+        words += ["--skip", cell]
+    return shlex.join(words)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
-    summary = run_suite(suite, args.out, resume=args.resume, device=args.device, quick=args.quick,
-                        progress=not args.no_progress)
+    run_dir = resolve_run_dir(suite, args.out, args.resume)
+    args.run_dir = run_dir
+    runner = Runner(suite, run_dir, device=args.device, resume=args.resume, quick=args.quick,
+                    progress=not args.no_progress, timeout=args.timeout, skip=args.skip or (),
+                    retry=args.retry or ())
+    try:
+        summary = runner.run()
+    except (KeyboardInterrupt, Terminated) as exc:
+        kept = len(ResultTable.finished_in(run_dir))
+        cell = runner.current
+        where = (f" during cell {cell.cell_id} ({cell.target}/{cell.process}/{cell.estimator}/{cell.sampler}/"
+                 f"{cell.steps})" if cell else "")
+        hint = (f"; to leave that cell out: {resume_command(args, run_dir, [cell.cell_id])}" if cell else "")
+        exc.message = (f"scorebench run: interrupted{where}; {kept} finished cells are kept in {run_dir}; "
+                       f"go on with: {resume_command(args, run_dir)}{hint}")
+        raise
+    args.exit_code = summary.exit_code
     print(format_summary(summary, read_results(summary.run_dir)))
     return summary.exit_code
 
@@ -188,6 +226,16 @@ def parse_param(text: str) -> tuple[str, Any]:
         return key, value.strip()
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def _ladder(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
@@ -228,6 +276,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the suite's)")
     p.add_argument("--quick", action="store_true", help="smallest steps and sample size, at most 2 seeds")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                   help="time limit per cell: a cell past it is stopped and recorded with status 'timeout' "
+                        "(cells then run in a child process; default: the suite's timeout, else none)")
+    p.add_argument("--skip", action="append", metavar="CELL_ID",
+                   help="leave this cell out (recorded with status 'skipped'), repeatable")
+    p.add_argument("--retry", action="append", metavar="STATUS", choices=[s for s in STATUSES if s != "ok"],
+                   help="with --resume: run again the cells that have rows with this status "
+                        "(timeout, error, oom, diverged, skipped), repeatable")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("validate", help="check a suite file without running it, and estimate its wall time")
@@ -267,17 +323,83 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is so that writes in progress end cleanly."""
+
+    message = ""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+#: exit codes (see the module docstring)
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 3, 130, 143
+
+
+def _crash_log(args: argparse.Namespace) -> Path:
+    """Where an internal error's traceback goes: the run directory when there is one, else a temp file."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    run_dir = getattr(args, "run_dir", None)
+    for folder in ([Path(run_dir)] if run_dir else []) + [Path(tempfile.gettempdir())]:
+        path = folder / f"scorebench-error-{stamp}-{os.getpid()}.log"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"scorebench {__version__}: {' '.join(sys.argv)}\n\n{traceback.format_exc()}")
+            return path
+        except OSError:
+            continue
+    return Path("(the traceback could not be written anywhere)")
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe (``scorebench ... | head``): send what is left to /dev/null, quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the exit code says which of these happened:
+
+    0 everything ok; 1 some cells (or conformance checks) failed; 2 bad input (suite file,
+    arguments, run-directory state, damaged tables); 3 an internal error (a traceback goes to a log
+    file, the screen says where); 130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM, each with one
+    line saying what was kept and how to go on.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         return int(args.func(args))
-    except (SuiteError, ResultsError) as exc:
+    except (SuiteError, ResultsError, PluginError) as exc:
         print(f"scorebench {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:  # bad device and other user input caught by the library
+        return EXIT_BAD_INPUT
+    except ValueError as exc:  # bad device and other user input caught by the library before any run
         print(f"scorebench {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        _silence_stdout()
+        return getattr(args, "exit_code", EXIT_OK)
+    except KeyboardInterrupt as exc:
+        print(getattr(exc, "message", "") or f"scorebench {args.command}: interrupted", file=sys.stderr)
+        return EXIT_SIGINT
+    except Terminated as exc:
+        print(exc.message or f"scorebench {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_SIGTERM
+    except Exception as exc:
+        log = _crash_log(args)
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        kept = "; finished cells are kept and --resume goes on" if args.command == "run" else ""
+        print(f"scorebench {args.command}: internal error: {type(exc).__name__}: {first}\n"
+              f"This is a bug in scorebench; please report it with the traceback in {log}{kept}", file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

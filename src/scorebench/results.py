@@ -1,22 +1,30 @@
 """Versioned result tables: schema, atomic incremental writes, provenance, migration.
 
 A run writes one tidy long table, ``results.csv`` (one row per cell x seed x metric
-[x time, for score metrics]), and a JSON sidecar ``provenance.json``.  After each finished
-cell the whole table is written to a temporary file, flushed to disk and renamed over the
-old one (``os.replace`` is atomic), so a run killed at any moment leaves a complete table
-of every finished cell; ``--resume`` skips those cells.  Numbers stay numeric; statuses
-and messages are plain strings.  Every row carries ``schema_version``; :func:`read_results`
+[x time, for score metrics], one line per row), a ledger ``cells.done`` and a JSON sidecar
+``provenance.json``.  Each finished cell's rows are appended in one synced write, then its
+ledger entry: the cell id, its row count and the sha256 of its rows.  A run killed at any
+moment leaves every finished cell complete; reopening the table cuts what a killed write
+left and every reader checks each cell against its entry, so damage is named, never read
+as a result (:class:`ResultTable`, :func:`scan_table`).  Numbers stay numeric; statuses and
+messages are plain strings.  Every row carries ``schema_version``; :func:`read_results`
 migrates older versions step by step through :data:`MIGRATIONS`.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as _dt
+import hashlib
+import io
 import json
 import math
 import os
 import platform
+import re
+import signal
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +32,7 @@ import pandas as pd
 
 from .timing import cpu_model, git_output, package_version
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: column -> pandas dtype of the current schema
 COLUMNS: dict[str, str] = {
@@ -57,7 +65,8 @@ COLUMNS: dict[str, str] = {
     "device": "string",
 }
 
-STATUSES = ("ok", "diverged", "error", "oom")
+#: ``timeout``: the cell ran past its time limit and was stopped; ``skipped``: left out by ``--skip``
+STATUSES = ("ok", "diverged", "error", "oom", "timeout", "skipped")
 
 #: the columns that identify a cell by its labels (a cell x seed adds ``seed``)
 CELL_COLUMNS: tuple[str, ...] = ("target", "process", "estimator", "sampler", "steps", "time_grid", "init",
@@ -69,8 +78,15 @@ def _add_init(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(init="prior")
 
 
+def _one_line_messages(df: pd.DataFrame) -> pd.DataFrame:
+    """Version 2 -> 3: messages on one line (newlines written as ``\\n``), so that every row is one
+    line; version 3 also knows the statuses ``timeout`` and ``skipped``."""
+    message = df["message"].astype("string").fillna("")
+    return df.assign(message=message.str.replace(r"\r\n|\r|\n", r"\\n", regex=True))
+
+
 #: ``MIGRATIONS[v]`` turns a version-``v`` table into a version-``v + 1`` table
-MIGRATIONS: dict[int, Callable[[pd.DataFrame], pd.DataFrame]] = {1: _add_init}
+MIGRATIONS: dict[int, Callable[[pd.DataFrame], pd.DataFrame]] = {1: _add_init, 2: _one_line_messages}
 
 TABLE_FILE = "results.csv"
 PROVENANCE_FILE = "provenance.json"
@@ -90,15 +106,28 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def conform(df: pd.DataFrame) -> pd.DataFrame:
-    """Columns of the current schema in their order and dtypes."""
+def conform(df: pd.DataFrame, source: Path | None = None) -> pd.DataFrame:
+    """Columns of the current schema in their order and dtypes (``source`` names the file in errors)."""
+    where = f"{source}: " if source is not None else ""
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
-        raise ResultsError(f"result table lacks column(s) {', '.join(missing)}")
+        raise ResultsError(f"{where}result table lacks column(s) {', '.join(missing)}")
     out = df[list(COLUMNS)].copy()
     for col, dtype in COLUMNS.items():
-        out[col] = out[col].astype(dtype)
+        try:
+            out[col] = out[col].astype(dtype)
+        except (ValueError, TypeError):
+            bad = next((v for v in out[col] if not _parses_as(v, dtype)), "?")
+            raise ResultsError(f"{where}column {col!r} holds {bad!r}, not a {dtype} value") from None
     return out
+
+
+def _parses_as(value: Any, dtype: str) -> bool:
+    try:
+        pd.Series([value]).astype(dtype)
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 STRING_COLUMNS = [c for c, t in COLUMNS.items() if t == "string"]
@@ -106,24 +135,67 @@ NUMERIC_COLUMNS = [c for c, t in COLUMNS.items() if t != "string"]
 DONE_FILE = "cells.done"
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    """Strings stay strings (a cell id like ``1e5`` or a label ``NA`` is not a number or a
-    missing value); only numeric columns treat empty fields and ``nan`` as missing."""
-    with open(path, newline="") as fh:
-        header = fh.readline().strip().split(",")
-    return pd.read_csv(
-        path,
-        dtype={c: "string" for c in STRING_COLUMNS if c in header},
-        keep_default_na=False,
-        na_values={c: ["", "nan", "NaN"] for c in NUMERIC_COLUMNS if c in header},
-    )
+def _read_csv(source: Path, text: str) -> pd.DataFrame:
+    """Parse the table text of ``source``.  Strings stay strings (a cell id like ``1e5`` or a
+    label ``NA`` is not a number or a missing value); only numeric columns treat empty fields
+    and ``nan`` as missing."""
+    header = text.split("\n", 1)[0].strip().split(",")
+    try:
+        return pd.read_csv(
+            io.StringIO(text),
+            dtype={c: "string" for c in STRING_COLUMNS if c in header},
+            keep_default_na=False,
+            na_values={c: ["", "nan", "NaN"] for c in NUMERIC_COLUMNS if c in header},
+        )
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise ResultsError(f"{source}: cannot be read as a CSV table: {str(exc).splitlines()[0]}") from None
 
 
-def _read_done(run_dir: Path) -> set[str] | None:
+def _read_text(path: Path) -> str:
+    """A run-directory file as text, or one :class:`ResultsError` naming it."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    if b"\0" in raw:
+        raise ResultsError(f"{path}: a binary file, not a scorebench table")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ResultsError(f"{path}: not UTF-8 text, not a scorebench table") from None
+
+
+@dataclass(frozen=True)
+class DoneEntry:
+    """One ``cells.done`` line: a finished cell, the number of table rows it wrote and the
+    sha256 of those rows' bytes (``None`` for a line written by scorebench < 0.3, which
+    recorded the id alone)."""
+
+    cell_id: str
+    rows: int | None = None
+    sha256: str | None = None
+
+    def line(self) -> str:
+        return f"{self.cell_id}\t{self.rows}\t{self.sha256}\n"
+
+
+def _read_done(run_dir: Path) -> list[DoneEntry] | None:
+    """The entries of ``cells.done`` in order (``None`` when there is no such file)."""
     path = run_dir / DONE_FILE
     if not path.is_file():
         return None
-    return {line for line in path.read_text().splitlines() if line}
+    entries = []
+    for number, line in enumerate(_read_text(path).splitlines(), 1):
+        if not line:
+            continue
+        parts = line.split("\t")
+        if len(parts) == 1:
+            entries.append(DoneEntry(parts[0]))
+            continue
+        if len(parts) != 3 or not parts[1].isdigit() or not re.fullmatch(r"[0-9a-f]{64}", parts[2]):
+            raise ResultsError(f"{path}: line {number} is not 'cell_id<TAB>rows<TAB>sha256': {line[:80]!r}")
+        entries.append(DoneEntry(parts[0], int(parts[1]), parts[2]))
+    return entries
 
 
 def _append(path: Path, text: str) -> None:
@@ -133,13 +205,24 @@ def _append(path: Path, text: str) -> None:
         os.fsync(fh.fileno())
 
 
+def _append_lines(path: Path, text: str) -> None:
+    """Append whole lines to a line-delimited file, first ending a line torn by a killed writer
+    (so that the torn fragment costs one unreadable line, never the next record)."""
+    torn = False
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb") as fh:
+            fh.seek(-1, os.SEEK_END)
+            torn = fh.read(1) != b"\n"
+    _append(path, ("\n" if torn else "") + text)
+
+
 FITS_FILE = "fits.jsonl"
 
 
 def append_fit_record(run_dir: Path, record: dict[str, Any]) -> None:
     """Append one estimator training record (JSON, one object per line) to ``fits.jsonl``, synced."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    _append(run_dir / FITS_FILE, json.dumps(record, sort_keys=True, allow_nan=False) + "\n")
+    _append_lines(run_dir / FITS_FILE, json.dumps(record, sort_keys=True, allow_nan=False) + "\n")
 
 
 def read_fit_records(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -183,7 +266,7 @@ def append_sample_records(run_dir: Path, records: list[dict[str, Any]]) -> None:
     """Append one JSON record per cell x seed sampling run to ``samples.jsonl``, synced."""
     if records:
         run_dir.mkdir(parents=True, exist_ok=True)
-        _append(run_dir / SAMPLES_FILE,
+        _append_lines(run_dir / SAMPLES_FILE,
                 "".join(json.dumps(json_safe(r), sort_keys=True, allow_nan=False) + "\n" for r in records))
 
 
@@ -193,20 +276,116 @@ def read_sample_records(run_dir: str | Path) -> list[dict[str, Any]]:
     return _read_jsonl(Path(run_dir) / SAMPLES_FILE)
 
 
+@dataclass
+class TableScan:
+    """What a ``results.csv`` holds, checked line by line against ``cells.done``.
+
+    From schema version 3 every row is one line (newlines inside messages are written as the
+    two characters ``\\n``), so a torn write can always be cut back to a row boundary, and each
+    finished cell's ``cells.done`` entry records its row count and the sha256 of its rows'
+    bytes.  A cell is *complete* when its rows match its entry, *damaged* when they do not
+    (rows lost, cut or changed after the cell finished), *unfinished* when it has rows but no
+    entry (the run was killed while writing it).
+    """
+
+    path: Path
+    header: str
+    lines: dict[str, list[str]]
+    done: list[DoneEntry]
+    complete: list[str] = field(default_factory=list)
+    damaged: dict[str, str] = field(default_factory=dict)
+    unfinished: list[str] = field(default_factory=list)
+    #: lines that are not a row of the header's columns: (line number, text)
+    garbage: list[tuple[int, str]] = field(default_factory=list)
+    torn: bool = False
+
+    def text(self, cells: Iterable[str]) -> str:
+        """The header and the rows of ``cells``, as a table file."""
+        return self.header + "".join(line + "\n" for c in cells for line in self.lines.get(c, []))
+
+    def problem(self) -> str | None:
+        """The first thing that makes the table unfit to read, for an error message."""
+        if self.damaged:
+            cid, why = next(iter(self.damaged.items()))
+            more = f" (and {len(self.damaged) - 1} more damaged cells)" if len(self.damaged) > 1 else ""
+            return f"{self.path}: cell {cid}: {why}{more}"
+        if self.garbage:
+            number, line = self.garbage[0]
+            return f"{self.path}: line {number} is not a row of the table's columns: {line[:80]!r}"
+        return None
+
+
+def _split_row(line: str) -> list[str]:
+    return line.split(",") if '"' not in line else next(csv.reader([line]))
+
+
+def scan_table(run_dir: Path) -> TableScan:
+    """Check ``results.csv`` against ``cells.done`` (see :class:`TableScan`); linear in the table size."""
+    path = run_dir / TABLE_FILE
+    text = _read_text(path)
+    if not text:
+        raise ResultsError(f"{path}: empty file (not even a header); remove the run directory and run again")
+    header, _, body = text.partition("\n")
+    columns = header.split(",")
+    if "schema_version" not in columns or "cell_id" not in columns:
+        raise ResultsError(f"{path}: not a scorebench result table (its first line is {header[:80]!r})")
+    done = _read_done(run_dir) or []
+    index = columns.index("cell_id")
+    scan = TableScan(path, header + "\n", {}, done)
+    rows = body.split("\n")
+    if rows[-1]:
+        scan.torn = True  # a write that never finished; its cell has no cells.done entry
+    hashes: dict[str, Any] = {}
+    for number, line in enumerate(rows[:-1], 2):
+        fields = _split_row(line)
+        if len(fields) != len(columns):
+            scan.garbage.append((number, line))
+            continue
+        cid = fields[index]
+        scan.lines.setdefault(cid, []).append(line)
+        hashes.setdefault(cid, hashlib.sha256()).update(line.encode() + b"\n")
+    seen: set[str] = set()
+    for entry in done:
+        cid = entry.cell_id
+        count = len(scan.lines.get(cid, []))
+        if cid in seen:
+            scan.damaged[cid] = f"recorded twice in {DONE_FILE} (two runs wrote into this directory)"
+        elif entry.rows is None:
+            scan.damaged[cid] = f"{DONE_FILE} records no row count (written by an older scorebench)"
+        elif count != entry.rows:
+            scan.damaged[cid] = f"{count} rows in the table, {DONE_FILE} records {entry.rows}"
+        elif (hashes[cid].hexdigest() if count else _EMPTY_SHA) != entry.sha256:
+            scan.damaged[cid] = f"its {count} rows differ from what was written (checksum mismatch)"
+        seen.add(cid)
+    scan.complete = [e.cell_id for e in done if e.cell_id not in scan.damaged]
+    scan.complete = list(dict.fromkeys(scan.complete))
+    scan.unfinished = [c for c in scan.lines if c not in seen]
+    return scan
+
+
+_EMPTY_SHA = hashlib.sha256(b"").hexdigest()
+
+#: test hook: the N-th table write (counting from 1) writes half its bytes and the process
+#: kills itself, as a SIGKILL inside a write would
+TORN_WRITE_ENV = "SCOREBENCH_TEST_TORN_WRITE"
+
+
 class ResultTable:
     """The result table of one run directory, appended to cell by cell.
 
-    Each finished cell's rows are appended to ``results.csv`` in one write and synced to
-    disk, then its id is appended to ``cells.done``.  A run killed at any moment therefore
-    leaves every finished cell in the table; rows of a cell that was being written when the
-    process died are not in ``cells.done`` and are dropped when the table is reopened.
+    Each finished cell's rows are appended to ``results.csv`` in one synced write, then a
+    ``cells.done`` entry with their row count and checksum.  Opening the table again checks
+    every finished cell against its entry (:func:`scan_table`): rows of a cell that was being
+    written when the process died, a torn last line and the rows of damaged cells are cut,
+    so those cells run again; :attr:`damaged` says which were damaged and how.
     """
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / TABLE_FILE
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.done: set[str] = set()
+        self.damaged: dict[str, str] = {}
+        self._writes = 0
         if self.path.exists():
             self._repair()
         else:
@@ -214,50 +393,101 @@ class ResultTable:
             atomic_write_text(self.run_dir / DONE_FILE, "")
 
     def _repair(self) -> None:
-        """Cut a torn last line and drop rows of cells that never finished."""
-        raw = self.path.read_bytes()
-        if raw and not raw.endswith(b"\n"):
-            raw = raw[: raw.rfind(b"\n") + 1]
-            tmp = self.path.with_name(f".{self.path.name}.repair")
-            tmp.write_bytes(raw)
-            os.replace(tmp, self.path)
-        frame = read_results(self.path, complete_only=False)
-        done = _read_done(self.run_dir)
-        self.done = set(frame["cell_id"]) if done is None else done
-        keep = frame["cell_id"].isin(self.done)
-        if not keep.all():
-            atomic_write_text(self.path, frame[keep].to_csv(index=False))
+        """Keep exactly the complete cells; rewrite both files when anything else is there."""
+        scan = scan_table(self.run_dir)
+        if scan.header.strip().split(",") != list(COLUMNS):
+            raise ResultsError(f"{self.path}: its columns are not those of schema version {SCHEMA_VERSION}; "
+                               "start a new run (the old table stays readable)")
+        self.damaged = dict(scan.damaged)
+        self.done = set(scan.complete)
+        entries = {e.cell_id: e for e in scan.done if e.cell_id in self.done}
+        if scan.damaged or scan.unfinished or scan.garbage or scan.torn or len(entries) != len(scan.done):
+            # cells.done first: a kill between the two writes leaves rows without an entry, cut next time
+            atomic_write_text(self.run_dir / DONE_FILE, "".join(entries[c].line() for c in scan.complete))
+            atomic_write_text(self.path, scan.text(scan.complete))
 
     def finished_cells(self) -> set[str]:
         return set(self.done)
+
+    @staticmethod
+    def finished_in(run_dir: Path) -> set[str]:
+        """The cells ``cells.done`` lists, read without checking or repairing anything."""
+        try:
+            return {e.cell_id for e in _read_done(Path(run_dir)) or []}
+        except ResultsError:
+            return set()
+
+    def drop(self, cells: Iterable[str]) -> None:
+        """Remove finished cells (their rows and entries), so that they run again."""
+        cells = set(cells) & self.done
+        if not cells:
+            return
+        scan = scan_table(self.run_dir)
+        keep = [c for c in scan.complete if c not in cells]
+        entries = {e.cell_id: e for e in scan.done}
+        atomic_write_text(self.run_dir / DONE_FILE, "".join(entries[c].line() for c in keep))
+        atomic_write_text(self.path, scan.text(keep))
+        self.done -= cells
 
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
         new = conform(pd.DataFrame(list(rows)))
         if new.empty:
             return
-        _append(self.path, new.to_csv(index=False, header=False))
-        cells = list(dict.fromkeys(new["cell_id"]))
-        _append(self.run_dir / DONE_FILE, "".join(f"{c}\n" for c in cells))
-        self.done.update(cells)
+        for col in STRING_COLUMNS:  # one row, one line: a torn write can be cut at a row boundary
+            new[col] = new[col].str.replace(r"\r\n|\r|\n", r"\\n", regex=True)
+        text = new.to_csv(index=False, header=False, lineterminator="\n")
+        lines = text.split("\n")[:-1]
+        if len(lines) != len(new):
+            raise RuntimeError(f"{len(new)} rows serialised to {len(lines)} lines")
+        by_cell: dict[str, list[str]] = {}
+        for cid, line in zip(new["cell_id"], lines, strict=True):
+            by_cell.setdefault(str(cid), []).append(line)
+        entries = "".join(DoneEntry(c, len(ls), hashlib.sha256("".join(f"{x}\n" for x in ls).encode()).hexdigest())
+                          .line() for c, ls in by_cell.items())
+        self._writes += 1
+        if os.environ.get(TORN_WRITE_ENV) == str(self._writes):
+            _append(self.path, text[: len(text) // 2])
+            os.kill(os.getpid(), signal.SIGKILL)
+        _append(self.path, text)
+        _append(self.run_dir / DONE_FILE, entries)
+        self.done.update(by_cell)
 
 
 def read_results(path: str | Path, complete_only: bool = True) -> pd.DataFrame:
     """Load a result table (a ``results.csv`` or a run directory), migrating old schemas.
 
-    Rows of cells that a killed run did not finish are left out (``complete_only``)."""
+    Every finished cell is checked against its ``cells.done`` entry; a damaged cell, a line
+    that is not a row, or a key (cell, seed, metric, t) that appears twice raises
+    :class:`ResultsError` naming the file and the cell.  Rows of cells that a killed run did
+    not finish are left out (``complete_only``)."""
     path = Path(path)
     if path.is_dir():
         path = path / TABLE_FILE
     if not path.is_file():
         raise ResultsError(f"{path}: no result table here")
-    df = _read_csv(path)
-    if complete_only:
-        done = _read_done(path.parent)
-        if done is not None and "cell_id" in df.columns:
-            df = df[df["cell_id"].isin(done)].reset_index(drop=True)
+    done = _read_done(path.parent)
+    if done and all(e.rows is not None for e in done):
+        scan = scan_table(path.parent)
+        if scan.problem():
+            raise ResultsError(f"{scan.problem()}; `scorebench run SUITE --out {path.parent} --resume` reruns "
+                               "damaged cells")
+        df = _read_csv(path, scan.text(scan.complete if complete_only else list(scan.lines)))
+    else:  # written before cells.done recorded row counts: rows may span lines, nothing to verify against
+        text = _read_text(path)
+        if not text:
+            raise ResultsError(f"{path}: empty file (not even a header)")
+        if not text.endswith("\n") and done is None:
+            raise ResultsError(f"{path}: its last line is torn (a run was killed while writing it) and there is "
+                               f"no {DONE_FILE} to tell finished cells apart; resume the run or cut that line")
+        df = _read_csv(path, text[: text.rfind("\n") + 1] if not text.endswith("\n") else text)
+        if complete_only and done is not None and "cell_id" in df.columns:
+            df = df[df["cell_id"].isin({e.cell_id for e in done})].reset_index(drop=True)
     if "schema_version" not in df.columns:
         raise ResultsError(f"{path}: not a scorebench result table (no schema_version column)")
-    versions = set(df["schema_version"].dropna().astype(int))
+    try:
+        versions = set(pd.to_numeric(df["schema_version"]).dropna().astype(int))
+    except (ValueError, TypeError):
+        raise ResultsError(f"{path}: column schema_version holds a value that is not an integer") from None
     if len(versions) > 1:
         raise ResultsError(f"{path}: mixed schema versions {sorted(versions)}")
     version = versions.pop() if versions else SCHEMA_VERSION
@@ -271,7 +501,14 @@ def read_results(path: str | Path, complete_only: bool = True) -> pd.DataFrame:
         df = MIGRATIONS[version](df)
         version += 1
         df["schema_version"] = version
-    return conform(df)
+    out = conform(df, source=path)
+    keys = ["cell_id", "seed", "metric", "t"]
+    dup = out.duplicated(keys)
+    if dup.any():
+        first = out.loc[dup.idxmax(), keys].to_dict()
+        raise ResultsError(f"{path}: {int(dup.sum())} rows repeat a key (cell_id, seed, metric, t), the first "
+                           f"{first}; two runs wrote into this directory, or rows were pasted twice")
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -308,5 +545,15 @@ def write_provenance(run_dir: Path, info: dict[str, Any]) -> None:
 
 
 def read_provenance(run_dir: Path) -> dict[str, Any]:
+    """The provenance of a run directory (``{}`` when it has none); a file that is not a JSON
+    object raises :class:`ResultsError` naming it."""
     path = Path(run_dir) / PROVENANCE_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(_read_text(path))
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{path}: not valid JSON ({exc}); the run's provenance is damaged") from None
+    if not isinstance(info, dict):
+        raise ResultsError(f"{path}: holds a JSON {type(info).__name__}, not the object scorebench writes")
+    return info

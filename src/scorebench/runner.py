@@ -26,7 +26,7 @@ import math
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,11 @@ from .metrics import METRICS
 from .plugins import describe_plugin
 from .processes import time_grid
 from .results import (
+    DONE_FILE,
+    PROVENANCE_FILE,
     SCHEMA_VERSION,
+    TABLE_FILE,
+    ResultsError,
     ResultTable,
     append_fit_record,
     append_sample_records,
@@ -51,6 +55,7 @@ from .results import (
     read_results,
     write_provenance,
 )
+from .rundir import RunLock, make_run_dir
 from .suite import Cell, Suite, SuiteError, derive_seed
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -77,6 +82,23 @@ class _LRU(OrderedDict):
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+#: what torch's CPU allocator says when an allocation fails (it raises a plain RuntimeError)
+_CPU_OOM = ("DefaultCPUAllocator: can't allocate memory", "DefaultCPUAllocator: not enough memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure: CUDA's ``OutOfMemoryError``, Python's
+    ``MemoryError``, or torch's CPU allocator refusing (a ``RuntimeError`` it words as in ``_CPU_OOM``)."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and any(text in str(exc) for text in _CPU_OOM)
+
+
+def _free(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 class PeakMemory:
@@ -118,6 +140,10 @@ class PeakMemory:
         return max(self._status("VmHWM") - self.base, 0.0)
 
 
+class RunnerCrash(RuntimeError):
+    """The runner itself failed (not a cell, whose failures are rows): a bug to report."""
+
+
 @dataclass
 class RunSummary:
     """What a run did, for the printed summary and the exit code."""
@@ -137,10 +163,20 @@ class RunSummary:
     metric_s: float = 0.0
     floor_s: float = 0.0
     wall_s: float = 0.0
+    #: cells found damaged in the table (rows lost or changed) and run again: id -> what was wrong
+    repaired: dict[str, str] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
+        """0 when every row is ``ok`` (or ``skipped`` on request), 1 when some cell failed."""
         return 1 if self.failures else 0
+
+    def add(self, counts: dict[str, Any]) -> None:
+        """Add the time counters of a summary made elsewhere (a cell worker's)."""
+        for key in ("fit_s", "sample_s", "metric_s", "floor_s"):
+            setattr(self, key, getattr(self, key) + counts[key])
+        for key, value in counts["fit_s_by_estimator"].items():
+            self.fit_s_by_estimator[key] = self.fit_s_by_estimator.get(key, 0.0) + value
 
 
 def new_run_id(suite: Suite) -> str:
@@ -176,8 +212,17 @@ class Runner:
         progress: bool = True,
         reverse: bool = False,
         bootstrap: int = 50,
+        timeout: float | None = None,
+        skip: Sequence[str] = (),
+        retry: Sequence[str] = (),
     ) -> None:
         self.suite = suite.quick() if quick else suite
+        #: seconds a cell may take (``None``: no limit, cells run in this process)
+        self.timeout = timeout if timeout is not None else getattr(suite, "timeout", None)
+        self.skip = set(skip)
+        self.retry = list(retry)
+        self.current: Cell | None = None
+        self._worker: Any = None
         self.bootstrap = bootstrap
         self.quick = quick
         self.run_dir = Path(run_dir)
@@ -360,10 +405,10 @@ class Runner:
             base["nfe"] = result.nfe
             summary.sample_s += base["sample_s"]
             y1, y2 = self._references(cell, seed)
-        except torch.cuda.OutOfMemoryError as exc:
-            torch.cuda.empty_cache()
-            return self._failed_rows(cell, seed, base, "oom", f"out of memory: {exc}".splitlines()[0])
         except Exception as exc:
+            if is_out_of_memory(exc):
+                _free(self.device)
+                return self._failed_rows(cell, seed, base, "oom", f"out of memory: {exc}".splitlines()[0])
             return self._failed_rows(cell, seed, base, "error", f"{type(exc).__name__}: {exc}")
 
         x = result.samples
@@ -384,13 +429,14 @@ class Runner:
                     if not math.isfinite(row["value"]):
                         row.update(status="error", message=f"metric {name!r} returned {row['value']}")
                     rows.append(row)
-            except torch.cuda.OutOfMemoryError as exc:
-                torch.cuda.empty_cache()
-                rows.append({**base, "metric": name, "status": "oom",
-                             "message": f"metric {name!r}: out of memory: {exc}".splitlines()[0]})
             except Exception as exc:
-                rows.append({**base, "metric": name, "status": "error",
-                             "message": f"metric {name!r} failed: {type(exc).__name__}: {exc}"})
+                if is_out_of_memory(exc):
+                    _free(self.device)
+                    rows.append({**base, "metric": name, "status": "oom",
+                                 "message": f"metric {name!r}: out of memory: {exc}".splitlines()[0]})
+                else:
+                    rows.append({**base, "metric": name, "status": "error",
+                                 "message": f"metric {name!r} failed: {type(exc).__name__}: {exc}"})
         return rows
 
     def _metric_rows(self, cell: Cell, seed: int, base: dict, name: str, metric: Any, x: torch.Tensor,
@@ -508,55 +554,109 @@ class Runner:
 
     # -- the run --------------------------------------------------------------------------
     def run(self) -> RunSummary:
+        """Run every cell not yet in the table, holding the run directory's lock throughout."""
         started = time.perf_counter()
+        make_run_dir(self.run_dir)
+        with RunLock(self.run_dir):
+            try:
+                return self._run(started)
+            finally:
+                if self._worker is not None:
+                    self._worker.close()
+                    self._worker = None
+
+    def _check_previous(self) -> dict[str, Any]:
+        """The provenance of the run to resume (``{}`` for a fresh run), refusing what cannot go on."""
         previous = read_provenance(self.run_dir)
-        if previous and not self.resume:
-            raise SuiteError(f"{self.run_dir} already holds a run; use --resume or another --out")
-        if self.resume and previous:
-            if previous.get("schema_version", 1) != SCHEMA_VERSION:
-                raise SuiteError(
-                    f"--resume: {self.run_dir} holds a schema-version {previous.get('schema_version', 1)} table "
-                    f"written by an older scorebench; this one writes version {SCHEMA_VERSION}: start a new run "
-                    "(the old table stays readable)"
+        prov = self.run_dir / PROVENANCE_FILE
+        has_table = (self.run_dir / TABLE_FILE).exists() or (self.run_dir / DONE_FILE).exists()
+        if not self.resume:
+            if previous:
+                raise SuiteError(f"{self.run_dir} already holds a run; use --resume or another --out")
+            if has_table:
+                raise SuiteError(f"{self.run_dir} holds a result table but no {PROVENANCE_FILE}; give another --out")
+            return {}
+        if not previous:
+            if has_table:
+                raise ResultsError(
+                    f"{prov}: missing, so nothing says which suite made the table in {self.run_dir}; --resume "
+                    "refuses to append to it: start a new run with another --out"
                 )
-            for key, now in (("suite_sha256", self.suite.sha256), ("quick", self.quick),
-                             ("device", str(self.device))):
-                if previous.get(key) != now:
-                    raise SuiteError(
-                        f"--resume: {self.run_dir} was made with {key} = {previous.get(key)!r}, this run has "
-                        f"{now!r}; resume with the same suite file, --quick and --device, or start a new run"
-                    )
+            return {}
+        if previous.get("schema_version", 1) != SCHEMA_VERSION:
+            raise SuiteError(
+                f"--resume: {self.run_dir} holds a schema-version {previous.get('schema_version', 1)} table "
+                f"written by an older scorebench; this one writes version {SCHEMA_VERSION}: start a new run "
+                "(the old table stays readable)"
+            )
+        for key, now in (("suite_sha256", self.suite.sha256), ("quick", self.quick),
+                         ("device", str(self.device))):
+            if previous.get(key) != now:
+                raise SuiteError(
+                    f"--resume: {self.run_dir} was made with {key} = {previous.get(key)!r}, this run has "
+                    f"{now!r}; resume with the same suite file, --quick and --device, or start a new run"
+                )
+        if "run_id" not in previous:
+            raise ResultsError(f"{prov}: has no run_id; it was not written by scorebench run")
+        return previous
+
+    def _run(self, started: float) -> RunSummary:
+        previous = self._check_previous()
+        if previous:
             self.run_id = previous["run_id"]
             fresh = provenance({})
             session = {k: fresh[k] for k in ("timestamp", "git_sha", "git_dirty", "packages", "hostname")}
             previous = {**previous, "resumed": [*previous.get("resumed", []), session]}
         else:
             self.run_id = self.run_dir.name
-        table = ResultTable(self.run_dir)
         info = previous or provenance({
             "run_id": self.run_id, "suite": self.suite.name, "suite_file": str(self.suite.path),
-            "suite_sha256": self.suite.sha256, "suite_text": self.suite.text, "suite_seed": self.suite.seed,
+            "suite_sha256": self.suite.sha256, "suite_chars": len(self.suite.text),
+            "suite_text": getattr(self.suite, "text_excerpt", self.suite.text), "suite_seed": self.suite.seed,
             "quick": self.quick, "device": str(self.device), "dtype": self.suite.dtype,
             "metric_versions": {m: METRICS.factory(m).version for m in self.suite.metrics},
             "seeds": sorted({s for g in self.suite.grids for s in g["seeds"]}),
             "plugins": self.plugins,
         })
         write_provenance(self.run_dir, info)
+        table = ResultTable(self.run_dir)
 
         cells = self.suite.cells()
+        by_id = {c.cell_id: c for c in cells}
+        unknown = sorted(set(self.skip) - set(by_id))
+        if unknown:
+            raise SuiteError(f"--skip {unknown[0]}: no cell of suite {self.suite.name!r} has this id "
+                             f"(the cell_id column of {self.run_dir / TABLE_FILE} lists them)")
+        if self.retry and table.done:
+            frame = read_results(self.run_dir)
+            table.drop(set(frame.loc[frame["status"].isin(self.retry), "cell_id"]))
         if self.reverse:
             cells = cells[::-1]
         done = table.finished_cells()
         todo = [c for c in cells if c.cell_id not in done]
-        summary = RunSummary(self.run_dir, self.run_id, len(cells), len(todo), len(cells) - len(todo))
+        summary = RunSummary(self.run_dir, self.run_id, len(cells), len(todo), len(cells) - len(todo),
+                             repaired=dict(table.damaged))
         bar = tqdm(todo, desc=self.suite.name, unit="cell", disable=not self.progress, file=sys.stderr)
         for cell in bar:
+            self.current = cell
             bar.set_postfix_str(f"{cell.target}/{cell.process}/{cell.estimator}/{cell.sampler}/{cell.steps}")
-            table.append(self.run_cell(cell, summary))
+            try:
+                if cell.cell_id in self.skip:
+                    rows = [row for seed in self.suite.seeds_of(cell) for row in self._failed_rows(
+                        cell, seed, self._base_row(cell, seed), "skipped", "left out with --skip")]
+                elif self.timeout is not None:
+                    rows = self._run_in_worker(cell, summary)
+                else:
+                    rows = self.run_cell(cell, summary)
+                table.append(rows)
+            except Exception as exc:  # a failing cell is a row: what reaches here is the runner's own fault
+                raise RunnerCrash(f"in cell {cell.cell_id}: {type(exc).__name__}: {exc}") from exc
+        self.current = None
+        bar.close()
         frame = read_results(self.run_dir)
         summary.rows = len(frame)
         summary.status_counts = frame["status"].value_counts().to_dict()
-        failed = frame[frame["status"] != "ok"]
+        failed = frame[~frame["status"].isin(["ok", "skipped"])]
         summary.failures = [
             f"{r.cell_id} seed {r.seed} ({r.target}/{r.process}/{r.estimator}/{r.sampler}/{r.steps}) "
             f"{r.metric}: {r.status}: {r.message}"
@@ -567,6 +667,26 @@ class Runner:
                 "status_counts": summary.status_counts}
         write_provenance(self.run_dir, info)
         return summary
+
+    def _run_in_worker(self, cell: Cell, summary: RunSummary) -> list[dict[str, Any]]:
+        """Run ``cell`` in the child process under the time limit (see :mod:`scorebench.worker`)."""
+        from .worker import CellTimeout, CellWorker, WorkerDied
+
+        if self._worker is None:
+            self._worker = CellWorker({"suite": self.suite, "run_dir": str(self.run_dir), "device": str(self.device),
+                                       "bootstrap": self.bootstrap, "run_id": self.run_id})
+        try:
+            rows, counts = self._worker.run_cell(cell.cell_id, self.timeout)
+        except CellTimeout:
+            status, msg = "timeout", (f"stopped after the time limit of {self.timeout:g} s (raise it with --timeout "
+                                      f"or the suite's timeout; leave the cell out with --skip {cell.cell_id})")
+        except WorkerDied as exc:
+            status, msg = "error", str(exc)
+        else:
+            summary.add(counts)
+            return rows
+        return [row for seed in self.suite.seeds_of(cell)
+                for row in self._failed_rows(cell, seed, self._base_row(cell, seed), status, msg)]
 
 
 def run_suite(
@@ -579,8 +699,11 @@ def run_suite(
     progress: bool = True,
     reverse: bool = False,
     bootstrap: int = 50,
+    timeout: float | None = None,
+    skip: Sequence[str] = (),
+    retry: Sequence[str] = (),
 ) -> RunSummary:
     """Run ``suite`` and return its summary (see :class:`Runner`)."""
     run_dir = resolve_run_dir(suite, out, resume)
     return Runner(suite, run_dir, device=device, resume=resume, quick=quick, progress=progress,
-                  reverse=reverse, bootstrap=bootstrap).run()
+                  reverse=reverse, bootstrap=bootstrap, timeout=timeout, skip=skip, retry=retry).run()
