@@ -107,6 +107,11 @@ def format_summary(summary: RunSummary, frame: pd.DataFrame, max_lines: int = 30
         f"+ noise floors {summary.floor_s:.2f} s (metrics {100 * share:.0f}% of compute), "
         f"wall {summary.wall_s:.1f} s",
     ]
+    if summary.repaired:
+        ids = ", ".join(summary.repaired)
+        lines.append(f"{len(summary.repaired)} cells found damaged in the table (rows lost or changed since they "
+                     f"finished), damaged, run again: {ids}")
+        lines += [f"  {cid}: {why}" for cid, why in list(summary.repaired.items())[:10]]
     if any(v > 0 for v in summary.fit_s_by_estimator.values()):
         lines.append("fit seconds per estimator: " + ", ".join(
             f"{k} {v:.2f} s" for k, v in sorted(summary.fit_s_by_estimator.items())))
@@ -374,7 +379,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if threading.current_thread() is threading.main_thread() \
         else None
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # inside the try: a reader that went away (``| head``) is a BrokenPipeError here
+        return code
     except (SuiteError, ResultsError, PluginError) as exc:
         print(f"scorebench {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

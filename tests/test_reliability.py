@@ -1,0 +1,447 @@
+"""Reliability of runs: one writer per run directory, a time limit per cell, tables that check
+themselves, exit codes CI can trust, and nothing lost to a kill at any moment."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from scorebench.cli import main
+from scorebench.results import DONE_FILE, TORN_WRITE_ENV, ResultsError, read_results, scan_table
+from scorebench.rundir import RunLock
+
+PLUGIN = '''
+import time
+from pathlib import Path
+
+from scorebench.samplers.euler_maruyama import EulerMaruyama
+
+
+class Slow(EulerMaruyama):
+    """Euler-Maruyama that first waits ``delay`` seconds, or touches ``marker`` and hangs for
+    ever (``hang``), or raises ``fail``."""
+
+    def __init__(self, delay: float = 0.0, hang: bool = False, marker: str = "", fail: str = "") -> None:
+        super().__init__()
+        self.delay, self.hang, self.marker, self.fail = delay, hang, marker, fail
+
+    def sample(self, *args, **kwargs):
+        if self.marker:
+            Path(self.marker).touch()
+        while self.hang:
+            time.sleep(0.5)
+        if self.fail:
+            raise ValueError(self.fail)
+        time.sleep(self.delay)
+        return super().sample(*args, **kwargs)
+'''
+
+SUITE = """
+[suite]
+name = "rel"
+seed = 3
+device = "cpu"
+
+[targets.g2]
+name = "gaussian"
+dim = 2
+mean = [1.0, -1.0]
+
+[processes.vp]
+
+[estimators.oracle]
+
+[samplers.em]
+name = "euler_maruyama"
+
+[samplers.ei]
+name = "exponential_integrator"
+
+[samplers.slow]
+name = "slow.py:Slow"
+delay = DELAY
+
+[metrics]
+mean_error = {}
+sliced_w2 = { n_projections = 8 }
+
+[[grid]]
+samplers = ["em", "ei", "slow"]
+steps = [4, 8, 16, 32]
+n_samples = [64]
+seeds = [0, 1]
+"""
+
+
+def write_suite(folder: Path, delay: float = 0.0, extra: str = "", name: str = "rel.toml") -> Path:
+    (folder / "slow.py").write_text(PLUGIN)
+    path = folder / name
+    path.write_text(SUITE.replace("DELAY", repr(delay)) + extra)
+    return path
+
+
+def cli(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+    """``scorebench`` as a user runs it: a fresh interpreter (``sys.executable``)."""
+    return subprocess.Popen([sys.executable, "-m", "scorebench.cli", *args], env={**os.environ, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def wait_for(predicate, seconds: float = 120.0) -> None:
+    deadline = time.time() + seconds
+    while not predicate():
+        if time.time() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.02)
+
+
+def lock_taken(run_dir: Path) -> bool:
+    try:
+        return "pid" in json.loads((run_dir / ".lock").read_text())
+    except (OSError, ValueError):
+        return False
+
+
+#: a row's identity by labels (cell ids follow parameters, and the tests vary the slow sampler's delay)
+KEY = ["sampler", "steps", "seed", "metric", "t"]
+VALUES = [*KEY, "value", "floor", "ci_low", "ci_high", "status", "nfe"]
+
+
+def canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[VALUES].sort_values(KEY).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    """An uninterrupted run of the suite: the truth every interrupted run must end at."""
+    tmp = tmp_path_factory.mktemp("reliability")
+    assert main(["run", str(write_suite(tmp)), "--out", str(tmp / "ref"), "--no-progress"]) == 0
+    frame = read_results(tmp / "ref")
+    assert frame["cell_id"].nunique() == 12 and len(frame) == 12 * 2 * 2
+    return tmp, frame
+
+
+def copy_run(reference: tuple[Path, pd.DataFrame], dest: Path) -> Path:
+    shutil.copytree(reference[0] / "ref", dest)
+    return dest
+
+
+# -- 1. one writer per run directory ------------------------------------------------------
+def test_a_second_writer_exits_2_naming_the_holder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    suite = write_suite(tmp_path)
+    out = tmp_path / "run"
+    out.mkdir()
+    with RunLock(out):
+        for extra in ([], ["--resume"]):
+            assert main(["run", str(suite), "--out", str(out), "--no-progress", *extra]) == 2
+            err = capsys.readouterr().err
+            assert str(out) in err and f"pid {os.getpid()}" in err
+    assert not (out / "results.csv").exists(), "the refused run must not touch the directory"
+    # the lock is released with its holder: the next run goes ahead
+    assert main(["run", str(suite), "--out", str(out), "--no-progress"]) == 0
+
+
+def test_two_concurrent_runs_never_share_a_directory(reference: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
+    suite = write_suite(tmp_path, delay=0.05)
+    out = tmp_path / "shared"
+    first, second = cli("run", str(suite), "--out", str(out), "--no-progress"), \
+        cli("run", str(suite), "--out", str(out), "--no-progress")
+    codes = sorted(p.wait(300) for p in (first, second))
+    errs = first.stderr.read() + second.stderr.read()
+    assert codes == [0, 2], errs
+    assert "another scorebench run is writing here" in errs or "already holds a run" in errs
+    frame = read_results(out)
+    pd.testing.assert_frame_equal(canonical(frame), canonical(reference[1]))
+
+
+def test_a_resume_started_during_a_run_is_refused(reference: tuple[Path, pd.DataFrame], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    suite = write_suite(tmp_path, delay=0.3)
+    out = tmp_path / "busy"
+    proc = cli("run", str(suite), "--out", str(out), "--no-progress")
+    wait_for(lambda: lock_taken(out))
+    assert main(["run", str(suite), "--out", str(out), "--resume", "--no-progress"]) == 2
+    assert f"pid {proc.pid}" in capsys.readouterr().err
+    assert proc.wait(300) == 0
+    pd.testing.assert_frame_equal(canonical(read_results(out)), canonical(reference[1]))
+
+
+def test_readers_refuse_duplicated_rows(reference: tuple[Path, pd.DataFrame], tmp_path: Path,
+                                        capsys: pytest.CaptureFixture) -> None:
+    out = copy_run(reference, tmp_path / "dup")
+    lines = (out / "results.csv").read_text().splitlines(keepends=True)
+    done = (out / DONE_FILE).read_text().splitlines(keepends=True)
+    # what two writers left: the first cell's rows and its ledger entry written twice
+    first = done[0].split("\t")[0]
+    rows = [ln for ln in lines[1:] if f",{first}," in ln]
+    (out / "results.csv").write_text("".join(lines + rows))
+    (out / DONE_FILE).write_text("".join(done + done[:1]))
+    with pytest.raises(ResultsError, match=f"{out / 'results.csv'}: cell {first}: recorded twice"):
+        read_results(out)
+    for command in (["show", str(out)], ["compare", str(out), str(reference[0] / "ref")],
+                    ["report", str(out), "--out", str(tmp_path / "rep")]):
+        assert main(command) == 2, command
+        assert f"cell {first}" in capsys.readouterr().err
+    # a table without a ledger (copied alone) is checked for repeated keys all the same
+    (out / DONE_FILE).unlink()
+    with pytest.raises(ResultsError, match=r"rows repeat a key \(cell_id, seed, metric, t\), the first"):
+        read_results(out / "results.csv")
+
+
+# -- 2. a hanging cell -----------------------------------------------------------------------
+HANG = """
+[samplers.stuck]
+name = "slow.py:Slow"
+hang = true
+marker = "MARKER"
+
+[[grid]]
+samplers = ["stuck", "em"]
+steps = [5]
+n_samples = [64]
+seeds = [0]
+"""
+
+
+def test_a_hanging_cell_times_out_and_the_run_goes_on(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path, extra=HANG.replace("MARKER", str(tmp_path / "stuck")))
+    out = tmp_path / "hang"
+    proc = cli("run", str(suite), "--out", str(out), "--no-progress", "--timeout", "20")
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 1, stderr
+    frame = read_results(out)
+    stuck = frame[frame["sampler"] == "stuck"]
+    assert set(stuck["status"]) == {"timeout"} and len(stuck) == 2  # one cell x one seed x two metrics
+    cell = stuck["cell_id"].iloc[0]
+    assert f"--skip {cell}" in stuck["message"].iloc[0]
+    assert set(frame.loc[frame["sampler"] != "stuck", "status"]) == {"ok"}  # every other cell ran
+    assert frame["cell_id"].nunique() == 14
+    assert "timeout" in stdout
+    # --resume goes past the timed-out cell (it is finished, with a failing status) ...
+    assert main(["run", str(suite), "--out", str(out), "--resume", "--no-progress"]) == 1
+    pd.testing.assert_frame_equal(canonical(read_results(out)), canonical(frame))
+    # ... and --retry timeout with --skip records it as left out: nothing fails any more
+    assert main(["run", str(suite), "--out", str(out), "--resume", "--retry", "timeout", "--skip", cell,
+                 "--no-progress"]) == 0
+    after = read_results(out)
+    assert set(after.loc[after["cell_id"] == cell, "status"]) == {"skipped"}
+    others = after[after["cell_id"] != cell]
+    pd.testing.assert_frame_equal(canonical(others), canonical(frame[frame["cell_id"] != cell]))
+
+
+def test_skip_names_an_unknown_cell(reference: tuple[Path, pd.DataFrame], tmp_path: Path,
+                                    capsys: pytest.CaptureFixture) -> None:
+    suite = write_suite(tmp_path)
+    assert main(["run", str(suite), "--out", str(tmp_path / "s"), "--skip", "feedfacecafe0000", "--no-progress"]) == 2
+    assert "--skip feedfacecafe0000: no cell of suite 'rel'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_run_says_what_it_kept_and_how_to_go_on(tmp_path: Path, sig: int, code: int) -> None:
+    suite = write_suite(tmp_path, extra=HANG.replace("MARKER", str(tmp_path / "stuck")))
+    out = tmp_path / "int"
+    proc = cli("run", str(suite), "--out", str(out), "--no-progress")  # no time limit: the cell hangs
+    wait_for(lambda: (tmp_path / "stuck").exists())
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    kept = len(ResultsTable_done(out))
+    assert kept == 12 and f"{kept} finished cells are kept in {out}" in lines[0]
+    resume = f"scorebench run {suite} --out {out} --resume"
+    assert resume in lines[0]
+    cell = lines[0].split(" during cell ")[1].split()[0]
+    assert f"--skip {cell}" in lines[0]
+    # the printed command, run as printed, finishes the run without the hanging cell
+    argv = lines[0].split("to leave that cell out: ")[1].split()[1:]
+    assert main([*argv, "--no-progress"]) == 0
+    assert set(read_results(out).loc[lambda f: f["cell_id"] == cell, "status"]) == {"skipped"}
+
+
+def ResultsTable_done(out: Path) -> list[str]:
+    return [line.split("\t")[0] for line in (out / DONE_FILE).read_text().splitlines() if line]
+
+
+# -- 3. torn rows with multi-line messages ----------------------------------------------------
+FAIL = """
+[samplers.broken]
+name = "slow.py:Slow"
+fail = "first line\\nsecond, \\"quoted\\" line\\n"
+
+[[grid]]
+samplers = ["broken"]
+steps = [6]
+n_samples = [64]
+seeds = [0, 1]
+"""
+
+
+def test_a_torn_row_inside_a_multi_line_message_is_repaired(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path, extra=FAIL)
+    out = tmp_path / "torn"
+    assert main(["run", str(suite), "--out", str(out), "--no-progress"]) == 1
+    frame = read_results(out)
+    broken = frame[frame["sampler"] == "broken"]
+    assert set(broken["status"]) == {"error"}
+    assert broken["message"].str.contains(r'first line\nsecond, "quoted" line', regex=False).all()
+    text = (out / "results.csv").read_text()
+    assert len(text.splitlines()) == len(frame) + 1, "every row is one line"
+    # kill inside the write of the failing cell's rows: the cut falls inside a quoted message
+    done = (out / DONE_FILE).read_text().splitlines(keepends=True)
+    assert done[-1].startswith(broken["cell_id"].iloc[0])
+    (out / DONE_FILE).write_text("".join(done[:-1]))
+    (out / "results.csv").write_text(text[: text.rindex("second, ") + 3])
+    assert main(["run", str(suite), "--out", str(out), "--resume", "--no-progress"]) == 1
+    pd.testing.assert_frame_equal(canonical(read_results(out)), canonical(frame))
+
+
+# -- 4. damage is found, named and rerun ------------------------------------------------------------
+def _drop_one_row(out: Path) -> str:
+    lines = (out / "results.csv").read_text().splitlines(keepends=True)
+    victim = lines[5].split(",")[3]
+    (out / "results.csv").write_text("".join(lines[:5] + lines[6:]))
+    return victim
+
+
+def _cut_to_85_percent(out: Path) -> str:
+    text = (out / "results.csv").read_text()
+    (out / "results.csv").write_text(text[: int(0.85 * len(text))])
+    last_whole = text[: int(0.85 * len(text))].rsplit("\n", 1)[0]
+    cells = [line.split(",")[3] for line in text.splitlines()[1:]]
+    return cells[len(last_whole.splitlines()) - 1]  # the cell of the torn row loses a row
+
+
+def _change_a_value(out: Path) -> str:
+    lines = (out / "results.csv").read_text().splitlines(keepends=True)
+    fields = lines[7].split(",")
+    fields[16] = repr(float(fields[16]) * 1.5)  # the value column
+    lines[7] = ",".join(fields)
+    (out / "results.csv").write_text("".join(lines))
+    return fields[3]
+
+
+@pytest.mark.parametrize("damage", [_drop_one_row, _cut_to_85_percent, _change_a_value],
+                         ids=["a row lost", "table cut to 85%", "a value changed"])
+def test_damaged_cells_are_named_and_rerun(reference: tuple[Path, pd.DataFrame], tmp_path: Path, damage,
+                                           capsys: pytest.CaptureFixture) -> None:
+    out = copy_run(reference, tmp_path / "damaged")
+    victim = damage(out)
+    with pytest.raises(ResultsError, match=f"{out / 'results.csv'}: cell {victim}"):
+        read_results(out)
+    assert main(["show", str(out)]) == 2
+    assert f"cell {victim}" in capsys.readouterr().err
+    assert main(["run", str(write_suite(tmp_path)), "--out", str(out), "--resume", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert f"damaged, run again: {victim}" in printed
+    pd.testing.assert_frame_equal(canonical(read_results(out)), canonical(reference[1]))
+    assert not scan_table(out).damaged
+
+
+def test_resume_without_provenance_refuses(reference: tuple[Path, pd.DataFrame], tmp_path: Path,
+                                           capsys: pytest.CaptureFixture) -> None:
+    out = copy_run(reference, tmp_path / "noprov")
+    (out / "provenance.json").unlink()
+    other = write_suite(tmp_path, delay=0.0, extra="\n# another suite\n", name="other.toml")
+    before = (out / "results.csv").read_bytes()
+    assert main(["run", str(other), "--out", str(out), "--resume", "--no-progress"]) == 2
+    assert f"{out / 'provenance.json'}: missing" in capsys.readouterr().err
+    assert main(["run", str(other), "--out", str(out), "--no-progress"]) == 2
+    assert (out / "results.csv").read_bytes() == before
+
+
+# -- 6. exit codes -------------------------------------------------------------------------------
+def test_exit_codes_of_run_directory_faults(reference: tuple[Path, pd.DataFrame], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture) -> None:
+    suite = str(write_suite(tmp_path))
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for out in (a_file, a_file / "under", Path("/proc/scorebench-run")):
+        assert main(["run", suite, "--out", str(out), "--no-progress"]) == 2, out
+        assert str(out) in capsys.readouterr().err
+    listed = copy_run(reference, tmp_path / "list")
+    (listed / "provenance.json").write_text("[1, 2]")
+    assert main(["run", suite, "--out", str(listed), "--resume", "--no-progress"]) == 2
+    assert f"{listed / 'provenance.json'}: holds a JSON list" in capsys.readouterr().err
+
+
+def test_an_internal_error_exits_3_with_the_traceback_in_a_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    from scorebench.results import ResultTable
+
+    def broken(self, rows):
+        raise KeyError("a bug in the runner")
+
+    monkeypatch.setattr(ResultTable, "append", broken)
+    out = tmp_path / "crash"
+    assert main(["run", str(write_suite(tmp_path)), "--out", str(out), "--no-progress"]) == 3
+    err = capsys.readouterr().err
+    assert "please report" in err and "Traceback" not in err
+    logs = list(out.glob("scorebench-error-*.log"))
+    assert len(logs) == 1 and str(logs[0]) in err
+    assert "Traceback" in logs[0].read_text() and "a bug in the runner" in logs[0].read_text()
+
+
+def test_a_broken_pipe_is_silent(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path)
+    proc = subprocess.run(
+        f"{sys.executable} -m scorebench.cli run {suite} --out {tmp_path / 'pipe'} --no-progress | head -1; "
+        "echo \"status ${PIPESTATUS[0]}\" >&2",
+        shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=300)
+    assert proc.stdout.startswith("suite rel: 12 cells")
+    assert proc.stderr.strip() == "status 0", proc.stderr
+
+
+# -- kill -9 at random moments, then --resume ----------------------------------------------------
+def kill_and_resume(suite: Path, out: Path, kills: int, rng: random.Random, torn_write_at: int) -> list[dict]:
+    """Start, SIGKILL at a random moment, resume, ... ``kills`` times (one of them forced inside a row
+    write by the test hook), then resume to the end.  Returns what each kill left."""
+    log = []
+    for k in range(kills):
+        env = {TORN_WRITE_ENV: str(torn_write_at)} if k == 1 else {}
+        args = ["run", str(suite), "--out", str(out), "--no-progress"] + (["--resume"] if k else [])
+        proc = cli(*args, env=env)
+        wait_for(lambda proc=proc: lock_taken(out) or proc.poll() is not None)
+        if not env:
+            time.sleep(rng.uniform(0.0, 1.5))
+            proc.kill()
+        code = proc.wait(300)
+        (out / ".lock").unlink(missing_ok=True)  # a fresh lock file each time: wait_for sees the next holder
+        text = (out / "results.csv").read_text() if (out / "results.csv").exists() else ""
+        log.append({"kill": k + 1, "how": "inside a row write (hook)" if env else "SIGKILL at a random moment",
+                    "exit": code, "cells_done": len(ResultsTable_done(out)) if (out / DONE_FILE).exists() else 0,
+                    "torn_last_line": bool(text) and not text.endswith("\n")})
+    assert main(["run", str(suite), "--out", str(out), "--resume", "--no-progress"]) == 0
+    return log
+
+
+def compare_to_reference(frame: pd.DataFrame, ref: pd.DataFrame) -> dict[str, int]:
+    """Rows of the reference missing from ``frame``, rows it has in addition or twice, and rows whose
+    values differ (NaN equal to NaN)."""
+    merged = canonical(ref).merge(canonical(frame), on=KEY, how="outer", suffixes=("_ref", "_got"), indicator=True)
+    both = merged[merged["_merge"] == "both"]
+    differs = pd.Series(False, index=both.index)
+    for c in ["value", "floor", "ci_low", "ci_high", "status", "nfe"]:
+        a, b = both[f"{c}_ref"], both[f"{c}_got"]
+        differs |= ~((a == b).fillna(False) | (a.isna() & b.isna()))
+    return {"lost": int((merged["_merge"] == "left_only").sum()),
+            "added": int((merged["_merge"] == "right_only").sum()),
+            "duplicated": int(frame.duplicated(KEY).sum()), "changed": int(differs.sum())}
+
+
+def test_kill_at_random_moments_then_resume_loses_nothing(reference: tuple[Path, pd.DataFrame],
+                                                          tmp_path: Path) -> None:
+    suite = write_suite(tmp_path, delay=0.1)
+    log = kill_and_resume(suite, tmp_path / "killed", kills=4, rng=random.Random(0), torn_write_at=2)
+    assert log[1]["exit"] == -signal.SIGKILL and log[1]["torn_last_line"], log  # the hook tore a row
+    assert compare_to_reference(read_results(tmp_path / "killed"), reference[1]) == {
+        "lost": 0, "added": 0, "duplicated": 0, "changed": 0}
