@@ -20,7 +20,7 @@ from scipy import stats
 
 import scorebench as sb
 from scorebench.cli import main
-from scorebench.compare import BETTER, SAME, WORSE, CompareError, Tolerance, compare, difference, judge
+from scorebench.compare import BETTER, FAILING, SAME, WORSE, CompareError, Tolerance, compare, difference, judge
 from scorebench.exact import exact_output_law, gaussian_w2
 from scorebench.results import read_results
 from scorebench.runner import run_suite
@@ -183,6 +183,29 @@ def test_verdict_needs_both_significance_and_tolerance() -> None:
                 {"spread_factor": -1.0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             Tolerance(**bad)
+
+
+def synthetic(values: list[float]) -> pd.DataFrame:
+    """One cell, one metric, one row per seed, every row marked ``ok`` (whatever its value)."""
+    cell = {"target": "g2", "process": "vp", "estimator": "oracle", "sampler": "em", "steps": 10,
+            "time_grid": "uniform", "init": "prior", "n_samples": 300}
+    return pd.DataFrame([{**cell, "cell_id": "c0", "metric": "sliced_w2", "t": math.nan, "seed": seed, "value": v,
+                          "floor": 0.01, "ci_low": math.nan, "ci_high": math.nan, "status": "ok", "message": "",
+                          "sample_s": 1.0, "fit_s": 0.0} for seed, v in enumerate(values)])
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_non_finite_value_marked_ok_is_a_failure_never_indistinguishable(bad: float) -> None:
+    good = synthetic([0.10, 0.11, 0.12])
+    broken = synthetic([0.10, bad, 0.12])
+    c = compare(good, broken)
+    (verdict,) = c.units["verdict"]
+    assert verdict == WORSE and c.exit_code == 1
+    assert "error in NEW (seed 1)" in c.units["note"][0] and "status ok" in c.units["note"][0]
+    assert compare(broken, good).units["verdict"][0] == BETTER
+    both = compare(synthetic([bad] * 3), synthetic([bad] * 3))
+    assert both.units["verdict"][0] == FAILING and "failing on both sides" in both.summary()
+    assert compare(good, good).units["verdict"][0] == SAME
 
 
 # ---------------------------------------------------------------------------------------

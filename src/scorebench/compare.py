@@ -49,7 +49,8 @@ Monte-Carlo floor of the cell's sample size, or below its seed-to-seed noise, ca
 resolved by that cell).  Metrics without sampling noise (exact laws: zero floor and
 zero-width intervals) use ``exact_rel_tol`` instead of ``rel_tol``.  A seed whose rows are
 not ``ok`` in NEW (diverged, error, out of memory) while they were ``ok`` in BASE makes the
-row *worse*; the reverse makes it *better*.
+row *worse*; the reverse makes it *better*; not ``ok`` on both sides, *failing*.  A NaN or inf
+value marked ``ok`` counts as not ``ok`` (an error), never as a number to compare.
 
 **Timing.**  ``sample_s`` and ``fit_s`` are compared per cell as the ratio of their means
 over seeds; they gate only with ``time_factor`` (a ratio above it is worse), and only
@@ -266,15 +267,27 @@ def _cell_of(row: Any) -> tuple:
     return tuple(getattr(row, c) for c in CELL_COLUMNS)
 
 
+def _ok(df: pd.DataFrame) -> pd.Series:
+    """Rows that count as ``ok``: status ``ok`` and a finite value.  A NaN or inf value marked
+    ``ok`` (a table written by an older runner, or by hand) is a failed row, never a number to
+    compare: it would make every difference NaN and the verdict "indistinguishable"."""
+    return (df["status"] == "ok") & np.isfinite(pd.to_numeric(df["value"], errors="coerce").to_numpy(dtype=float))
+
+
 def _status_by_seed(df: pd.DataFrame) -> dict[tuple, dict[int, tuple[str, str]]]:
-    """(cell, metric) -> seed -> (status, message); a seed is ``ok`` when all its rows are."""
+    """(cell, metric) -> seed -> (status, message); a seed is ``ok`` when all its rows are.
+    A row marked ``ok`` with a non-finite value counts as an ``error`` (see :func:`_ok`)."""
     out: dict[tuple, dict[int, tuple[str, str]]] = {}
-    for row in df.itertuples(index=False):
+    ok = _ok(df).to_numpy()
+    for row, row_ok in zip(df.itertuples(index=False), ok, strict=True):
         key = (*_cell_of(row), row.metric)
         seeds = out.setdefault(key, {})
         current = seeds.get(int(row.seed))
         if current is None or current[0] == "ok":
-            seeds[int(row.seed)] = (str(row.status), str(row.message))
+            if row.status == "ok" and not row_ok:
+                seeds[int(row.seed)] = ("error", f"value {row.value} recorded with status ok")
+            else:
+                seeds[int(row.seed)] = (str(row.status), str(row.message))
     return out
 
 
@@ -284,9 +297,9 @@ def _mean_finite(values: Iterable[float]) -> float:
 
 
 def _collect(df: pd.DataFrame) -> dict[tuple, dict[str, Sample]]:
-    """(cell, metric) -> t key -> :class:`Sample` of the ``ok`` rows of a table."""
+    """(cell, metric) -> t key -> :class:`Sample` of the ``ok`` rows of a table (finite values only)."""
     out: dict[tuple, dict[str, Sample]] = {}
-    ok = df[df["status"] == "ok"]
+    ok = df[_ok(df)]
     columns = [*CELL_COLUMNS, "metric", "t_key", "seed", "value", "floor", "ci_low", "ci_high"]
     for *key, tk, seed, value, floor, lo, hi in ok[columns].itertuples(index=False, name=None):
         sample = out.setdefault(tuple(key), {}).setdefault(tk, Sample())

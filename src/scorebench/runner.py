@@ -10,9 +10,17 @@
   (``torch.cuda.synchronize`` around timed regions on CUDA); peak memory is
   ``torch.cuda.max_memory_allocated`` on CUDA and the process's peak resident set during
   sampling on Linux CPUs (``VmHWM``, reset through ``/proc/self/clear_refs``).
-* **Faults.** A cell x seed whose fit or sampling raises, runs out of memory, or returns
-  NaN/inf or exploding particles becomes rows with status ``error``, ``oom`` or
-  ``diverged`` and the message; the run goes on.  Rows are written after every cell.
+* **Faults.** A cell x seed whose fit or sampling raises, runs out of memory (CUDA's or the
+  CPU allocator's), or returns NaN/inf or exploding particles becomes rows with status
+  ``error``, ``oom`` or ``diverged`` and the message; the run goes on.  A metric that stops
+  at its iteration cap keeps its value, flagged in the row's message.  Rows are written
+  after every cell.
+* **One writer, a time limit.** The run holds the run directory's lock
+  (:mod:`scorebench.rundir`) from start to end.  With a time limit (``--timeout`` or the
+  suite's ``timeout``) cells run in a child process that is killed and replaced when a cell
+  runs past it (:mod:`scorebench.worker`); the cell gets status ``timeout``.  ``--skip``
+  records a cell as ``skipped`` without running it; ``--retry STATUS`` runs again the
+  finished cells that have rows with that status.
 * **Confidence intervals.** Each (cell, metric) gets a Student-t 95% interval of the mean
   over its seeds; a cell with a single seed gets a percentile bootstrap interval over its
   particles (sample and moment metrics); exact-law metrics have no sampling noise and a
@@ -25,6 +33,7 @@ import datetime as _dt
 import math
 import sys
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +47,7 @@ from tqdm import tqdm
 from .device import resolve_device
 from .estimators.training import FitDiverged
 from .exact import GaussianLaw
-from .metrics import METRICS
+from .metrics import METRICS, NonConvergenceWarning
 from .plugins import describe_plugin
 from .processes import time_grid
 from .results import (
@@ -424,10 +433,18 @@ class Runner:
         rows = []
         for name, metric in metrics.items():
             try:
-                for row in self._metric_rows(cell, seed, base, name, metric, x, y1, y2, score, sampler,
-                                             grid, states, summary):
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", NonConvergenceWarning)
+                    metric_rows = self._metric_rows(cell, seed, base, name, metric, x, y1, y2, score, sampler,
+                                                    grid, states, summary)
+                # an approximate value is kept, flagged in its message (bootstraps and floors repeat warnings)
+                flags = list(dict.fromkeys(str(w.message) for w in caught
+                                           if issubclass(w.category, NonConvergenceWarning)))
+                for row in metric_rows:
                     if not math.isfinite(row["value"]):
                         row.update(status="error", message=f"metric {name!r} returned {row['value']}")
+                    elif flags:
+                        row["message"] = "; ".join(flags)
                     rows.append(row)
             except Exception as exc:
                 if is_out_of_memory(exc):

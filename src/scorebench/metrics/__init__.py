@@ -1,6 +1,17 @@
 """Metrics, registered by name in :data:`METRICS`."""
 
-from .base import METRIC_KINDS, METRICS, ExactMetric, Metric, MomentMetric, SampleMetric, ScoreMetric
+from .base import (
+    MAX_ABS_VALUE,
+    METRIC_KINDS,
+    METRICS,
+    ExactMetric,
+    Metric,
+    MetricInputError,
+    MomentMetric,
+    NonConvergenceWarning,
+    SampleMetric,
+    ScoreMetric,
+)
 from .exact_law import ExactKL, ExactW2
 from .kernel import MMD, EnergyDistance
 from .moments import BuresW2, CovError, MeanError, empirical_moments
@@ -8,6 +19,7 @@ from .score import ScoreMSE, TrajectoryScoreMSE
 from .transport import W2, SinkhornDivergence, SlicedW2
 
 __all__ = [
+    "MAX_ABS_VALUE",
     "METRICS",
     "METRIC_KINDS",
     "MMD",
@@ -20,7 +32,9 @@ __all__ = [
     "ExactW2",
     "MeanError",
     "Metric",
+    "MetricInputError",
     "MomentMetric",
+    "NonConvergenceWarning",
     "SampleMetric",
     "ScoreMSE",
     "ScoreMetric",

@@ -1,6 +1,13 @@
-"""Distances between the empirical moments of a sample and the target's exact moments."""
+"""Distances between the empirical moments of a sample and the target's exact moments.
+
+Called as metrics, they refuse (``MetricInputError``) samples with NaN or inf entries, entries
+above ``MAX_ABS_VALUE`` in absolute value, or fewer than two points (no sample covariance), and
+non-finite target moments: see :class:`~scorebench.metrics.base.MomentMetric`.
+"""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -41,4 +48,9 @@ class CovError(MomentMetric):
     """Frobenius norm of the error of the sample covariance, ``||Cov(x) - Sigma||_F``."""
 
     def compute(self, x: Tensor, mean: Tensor, cov: Tensor) -> float:
-        return float(torch.linalg.matrix_norm(empirical_moments(x)[1] - cov))
+        err = empirical_moments(x)[1] - cov
+        value = float(torch.linalg.matrix_norm(err))
+        if math.isinf(value) and bool(torch.isfinite(err).all()):  # squares overflowed: rescale
+            scale = err.abs().max()
+            value = float(scale * torch.linalg.matrix_norm(err / scale))
+        return value

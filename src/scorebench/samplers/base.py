@@ -173,7 +173,8 @@ class Sampler(ABC):
         """Draw ``n`` samples by running the reverse chain over ``grid``.
 
         The initial state is ``x_init`` if given (shape ``(n, d)``, e.g. exact draws of
-        ``p_T``) and the prior ``N(0, prior_std^2 I)`` otherwise.  Particles run in chunks of
+        ``p_T``; a wrong shape or a NaN or inf entry is refused, see :meth:`check_init`) and the
+        prior ``N(0, prior_std^2 I)`` otherwise.  Particles run in chunks of
         ``chunk_size`` (all at once by default); the noise each particle sees does not depend
         on the chunking, so results agree up to floating-point rounding of batched kernels
         (exactly in float64 up to ~1e-12; in float32 up to ~1e-5 relative).  Noise comes in
@@ -197,9 +198,7 @@ class Sampler(ABC):
             )
         d = score.dim
         if x_init is not None:
-            check_points(x_init, d, "x_init")
-            if x_init.shape[0] != n:
-                raise ValueError(f"x_init must have {n} rows, got {x_init.shape[0]}")
+            self.check_init(x_init, n, d)
             dtype = x_init.dtype
         noise = NoiseSource.from_generator(generator, dtype)
         calls_at_start = score.calls
@@ -230,6 +229,21 @@ class Sampler(ABC):
                 nfe = score.calls - calls_at_start
             out.append(x)
         return SampleResult(torch.cat(out), nfe=nfe, steps=grid.numel() - 1, grid=grid)
+
+    def check_init(self, x_init: Tensor, n: int, d: int) -> None:
+        """Refuse an initial state that is not a floating tensor of shape ``(n, d)`` or has a NaN
+        or inf entry (every particle started there would stay non-finite, and a metric of the
+        output would be meaningless), with a ``ValueError`` naming the sampler."""
+        what = f"sampler {self.name!r}: x_init"
+        check_points(x_init, d, what)
+        if x_init.shape[0] != n:
+            raise ValueError(f"{what} must have {n} rows (one per particle), got {x_init.shape[0]}")
+        finite = torch.isfinite(x_init)
+        if not bool(finite.all()):
+            rows = int((~finite).any(dim=1).sum())
+            raise ValueError(
+                f"{what} is not finite: NaN or inf in {rows} of its {n} rows ({int((~finite).sum())} entries)"
+            )
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "noise_removal": self.noise_removal}
