@@ -412,7 +412,7 @@ def kill_and_resume(suite: Path, out: Path, kills: int, rng: random.Random, torn
         proc = cli(*args, env=env)
         wait_for(lambda proc=proc: lock_taken(out) or proc.poll() is not None)
         if not env:
-            time.sleep(rng.uniform(0.0, 1.5))
+            time.sleep(rng.uniform(0.0, 1.2))
             proc.kill()
         code = proc.wait(300)
         (out / ".lock").unlink(missing_ok=True)  # a fresh lock file each time: wait_for sees the next holder
@@ -444,4 +444,53 @@ def test_kill_at_random_moments_then_resume_loses_nothing(reference: tuple[Path,
     log = kill_and_resume(suite, tmp_path / "killed", kills=4, rng=random.Random(0), torn_write_at=2)
     assert log[0]["exit"] == -signal.SIGKILL and log[0]["torn_last_line"], log  # the hook tore a row
     assert compare_to_reference(read_results(tmp_path / "killed"), reference[1]) == {
+        "lost": 0, "added": 0, "duplicated": 0, "changed": 0}
+
+
+# -- 8. what metrics and memory do inside a run -------------------------------------------------
+def test_an_unconverged_metric_is_flagged_in_its_row(tmp_path: Path) -> None:
+    """Sinkhorn stopped at one iteration keeps its (approximate) value and says so in the row."""
+    text = SUITE.replace("mean_error = {}", "mean_error = {}\nsinkhorn = { max_iterations = 1 }")
+    path = write_suite(tmp_path)
+    path.write_text(text.replace("DELAY", "0.0"))
+    assert main(["run", str(path), "--out", str(tmp_path / "flag"), "--no-progress", "--quick"]) == 0
+    frame = read_results(tmp_path / "flag")
+    sink, other = frame[frame["metric"] == "sinkhorn"], frame[frame["metric"] != "sinkhorn"]
+    assert (sink["status"] == "ok").all() and sink["value"].notna().all()
+    assert sink["message"].str.contains("stopped at max_iterations = 1 without converging").all()
+    assert (other["message"] == "").all()
+
+
+OOM = '''
+import torch
+from scorebench.samplers.euler_maruyama import EulerMaruyama
+
+
+class Greedy(EulerMaruyama):
+    """Asks the CPU allocator for 40 TB."""
+
+    def sample(self, *args, **kwargs):
+        torch.empty(10**13)
+'''
+
+
+def test_cpu_out_of_memory_is_recorded_as_oom(tmp_path: Path) -> None:
+    (tmp_path / "greedy.py").write_text(OOM)
+    path = write_suite(tmp_path, extra='\n[samplers.greedy]\nname = "greedy.py:Greedy"\n\n[[grid]]\nsamplers = '
+                                         '["greedy"]\nsteps = [4]\nn_samples = [64]\n')
+    assert main(["run", str(path), "--out", str(tmp_path / "oom"), "--no-progress", "--quick"]) == 1
+    frame = read_results(tmp_path / "oom")
+    greedy = frame[frame["sampler"] == "greedy"]
+    assert set(greedy["status"]) == {"oom"} and greedy["message"].str.startswith("out of memory").all()
+    assert set(frame.loc[frame["sampler"] != "greedy", "status"]) == {"ok"}
+
+
+@pytest.mark.slow
+def test_ten_kills_then_resume_lose_nothing(reference: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
+    """The closing-note table: ten kills (the first inside a row write), each followed by --resume."""
+    suite = write_suite(tmp_path, delay=0.4)
+    log = kill_and_resume(suite, tmp_path / "ten", kills=10, rng=random.Random(2026), torn_write_at=3)
+    print(pd.DataFrame(log).to_string(index=False))
+    assert len(log) == 10 and log[0]["torn_last_line"]
+    assert compare_to_reference(read_results(tmp_path / "ten"), reference[1]) == {
         "lost": 0, "added": 0, "duplicated": 0, "changed": 0}

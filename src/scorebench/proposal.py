@@ -79,8 +79,9 @@ class Series:
         out = cls(steps, {}, {}, {}, {}, {})
         for s, g in rows.groupby("steps", sort=True):
             s = int(s)
-            ok = g[g["status"] == "ok"]
-            out.failed[s] = {int(x) for x in g.loc[g["status"] != "ok", "seed"]}
+            good = (g["status"] == "ok") & np.isfinite(g["value"].to_numpy(dtype=float))  # an ok NaN is a failure
+            ok = g[good]
+            out.failed[s] = {int(x) for x in g.loc[~good, "seed"]}
             out.values[s] = {int(seed): float(v) for seed, v in zip(ok["seed"], ok["value"], strict=True)}
             out.nfe[s] = float(g["nfe"].mean()) if g["nfe"].notna().any() else math.nan
             out.time[s] = float(ok["sample_s"].mean()) if len(ok) else math.nan
