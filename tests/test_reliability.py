@@ -21,6 +21,8 @@ from scorebench.results import DONE_FILE, TORN_WRITE_ENV, ResultsError, read_res
 from scorebench.rundir import RunLock
 
 PLUGIN = '''
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -29,15 +31,18 @@ from scorebench.samplers.euler_maruyama import EulerMaruyama
 
 class Slow(EulerMaruyama):
     """Euler-Maruyama that first waits ``delay`` seconds, or touches ``marker`` and hangs for
-    ever (``hang``), or raises ``fail``."""
+    ever (``hang``), or raises ``fail``, or kills its own process (``die``)."""
 
-    def __init__(self, delay: float = 0.0, hang: bool = False, marker: str = "", fail: str = "") -> None:
+    def __init__(self, delay: float = 0.0, hang: bool = False, marker: str = "", fail: str = "",
+                 die: bool = False) -> None:
         super().__init__()
-        self.delay, self.hang, self.marker, self.fail = delay, hang, marker, fail
+        self.delay, self.hang, self.marker, self.fail, self.die = delay, hang, marker, fail, die
 
     def sample(self, *args, **kwargs):
         if self.marker:
             Path(self.marker).touch()
+        if self.die:
+            os.kill(os.getpid(), signal.SIGKILL)
         while self.hang:
             time.sleep(0.5)
         if self.fail:
@@ -212,10 +217,26 @@ seeds = [0]
 """
 
 
+DIES = """
+[samplers.dies]
+name = "slow.py:Slow"
+die = true
+
+[[grid]]
+samplers = ["dies"]
+steps = [5]
+n_samples = [64]
+seeds = [0]
+"""
+
+
 def test_a_hanging_cell_times_out_and_the_run_goes_on(tmp_path: Path) -> None:
-    suite = write_suite(tmp_path, extra=HANG.replace("MARKER", str(tmp_path / "stuck")))
+    """The suite's time limit stops the hanging cell; a cell that kills its worker is an error; the
+    worker is replaced each time and every other cell runs."""
+    suite = write_suite(tmp_path, extra=HANG.replace("MARKER", str(tmp_path / "stuck")) + DIES)
+    suite.write_text(suite.read_text().replace('device = "cpu"', 'device = "cpu"\ntimeout = 20'))
     out = tmp_path / "hang"
-    proc = cli("run", str(suite), "--out", str(out), "--no-progress", "--timeout", "20")
+    proc = cli("run", str(suite), "--out", str(out), "--no-progress")
     stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 1, stderr
     frame = read_results(out)
@@ -223,19 +244,31 @@ def test_a_hanging_cell_times_out_and_the_run_goes_on(tmp_path: Path) -> None:
     assert set(stuck["status"]) == {"timeout"} and len(stuck) == 2  # one cell x one seed x two metrics
     cell = stuck["cell_id"].iloc[0]
     assert f"--skip {cell}" in stuck["message"].iloc[0]
-    assert set(frame.loc[frame["sampler"] != "stuck", "status"]) == {"ok"}  # every other cell ran
-    assert frame["cell_id"].nunique() == 14
+    dies = frame[frame["sampler"] == "dies"]
+    assert set(dies["status"]) == {"error"} and dies["message"].str.contains("died: killed by signal SIGKILL").all()
+    assert set(frame.loc[~frame["sampler"].isin(["stuck", "dies"]), "status"]) == {"ok"}  # every other cell ran
+    assert frame["cell_id"].nunique() == 15
     assert "timeout" in stdout
     # --resume goes past the timed-out cell (it is finished, with a failing status) ...
     assert main(["run", str(suite), "--out", str(out), "--resume", "--no-progress"]) == 1
     pd.testing.assert_frame_equal(canonical(read_results(out)), canonical(frame))
-    # ... and --retry timeout with --skip records it as left out: nothing fails any more
-    assert main(["run", str(suite), "--out", str(out), "--resume", "--retry", "timeout", "--skip", cell,
-                 "--no-progress"]) == 0
+    # ... and --retry with --skip records the failed cells as left out: nothing fails any more
+    died = dies["cell_id"].iloc[0]
+    assert main(["run", str(suite), "--out", str(out), "--resume", "--retry", "timeout", "--retry", "error",
+                 "--skip", cell, "--skip", died, "--no-progress"]) == 0
     after = read_results(out)
-    assert set(after.loc[after["cell_id"] == cell, "status"]) == {"skipped"}
-    others = after[after["cell_id"] != cell]
-    pd.testing.assert_frame_equal(canonical(others), canonical(frame[frame["cell_id"] != cell]))
+    assert set(after.loc[after["cell_id"].isin([cell, died]), "status"]) == {"skipped"}
+    others = after[~after["cell_id"].isin([cell, died])]
+    pd.testing.assert_frame_equal(canonical(others), canonical(frame[~frame["cell_id"].isin([cell, died])]))
+
+
+def test_timeout_must_be_a_positive_number(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    suite = str(write_suite(tmp_path))
+    for bad in ("0", "-5", "inf", "soon"):
+        with pytest.raises(SystemExit) as info:
+            main(["run", suite, "--timeout", bad])
+        assert info.value.code == 2
+        assert "expected a positive number of seconds" in capsys.readouterr().err
 
 
 def test_skip_names_an_unknown_cell(reference: tuple[Path, pd.DataFrame], tmp_path: Path,

@@ -227,7 +227,7 @@ class Runner:
     ) -> None:
         self.suite = suite.quick() if quick else suite
         #: seconds a cell may take (``None``: no limit, cells run in this process)
-        self.timeout = timeout if timeout is not None else getattr(suite, "timeout", None)
+        self.timeout = timeout if timeout is not None else suite.timeout
         self.skip = set(skip)
         self.retry = list(retry)
         self.current: Cell | None = None
@@ -629,7 +629,7 @@ class Runner:
         info = previous or provenance({
             "run_id": self.run_id, "suite": self.suite.name, "suite_file": str(self.suite.path),
             "suite_sha256": self.suite.sha256, "suite_chars": len(self.suite.text),
-            "suite_text": getattr(self.suite, "text_excerpt", self.suite.text), "suite_seed": self.suite.seed,
+            "suite_text": self.suite.text_excerpt, "suite_seed": self.suite.seed,
             "quick": self.quick, "device": str(self.device), "dtype": self.suite.dtype,
             "metric_versions": {m: METRICS.factory(m).version for m in self.suite.metrics},
             "seeds": sorted({s for g in self.suite.grids for s in g["seeds"]}),

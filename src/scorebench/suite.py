@@ -7,6 +7,7 @@ A suite is a TOML file::
     seed = 0                # suite seed: every generator derives from (seed, cell)
     device = "auto"         # auto | cpu | cuda | cuda:N
     dtype = "float32"       # float32 | float64
+    timeout = 600           # optional: seconds a cell may run; past it the cell is stopped (status timeout)
 
     [targets.ring]          # a label, used in result tables
     name = "gmm"            # registered name (defaults to the label), or a plugin outside scorebench:
@@ -46,6 +47,23 @@ Every mistake raises one :class:`SuiteError` naming the file, the key path and w
 allowed.  Incompatible choices (an oracle estimator or a score metric on a target without
 exact scores, an exact-law metric on a non-affine sampler, a capped metric above its cap)
 are errors too, found before any cell runs.
+
+``scorebench validate`` is the gate for ``scorebench run``: what the run would refuse or crash on
+is refused here, before anything is built.  Besides the checks above:
+
+* the file must be a readable, non-empty UTF-8 text file of at most :data:`MAX_SUITE_BYTES`,
+  with arrays and tables nested at most :data:`MAX_NESTING` deep;
+* ``suite.name`` (a folder name under ``results/``) has at most :data:`MAX_NAME_LENGTH`
+  characters, labels (used in report file names) at most :data:`MAX_LABEL_LENGTH`;
+* seeds lie in ``0 <= seed < 2**63`` and steps and sample sizes fit a 64-bit integer (the result
+  table's columns); integer parameters fit 64 bits, and numeric parameters are finite unless the
+  component lists the parameter in its ``nonfinite_params`` attribute (TOML allows ``nan`` and
+  ``inf``); a parameter annotated ``int`` takes an integer, one annotated ``float`` a number
+  (``true`` is neither);
+* the memory the largest tensors of each target and each cell need, estimated from the
+  parameters before anything is allocated (:func:`scorebench.validation.bytes_needed`), must fit
+  the memory available on this machine;
+* a suite expands to at most :data:`MAX_CELLS` cells and :data:`MAX_RUNS` cell x seed runs.
 """
 
 from __future__ import annotations
@@ -53,7 +71,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
+import stat
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -68,7 +88,15 @@ from .registry import Registry
 from .samplers import SAMPLERS
 from .targets import TARGETS
 from .targets.mixture import GaussianMixture
-from .validation import is_int_at_least
+from .validation import (
+    INT64_MAX,
+    INT64_MIN,
+    available_memory,
+    bytes_needed,
+    format_bytes,
+    is_int64,
+    is_int_at_least,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -82,14 +110,45 @@ SECTIONS: dict[str, Registry] = {
     "samplers": SAMPLERS,
 }
 TOP_KEYS = ("suite", *SECTIONS, "metrics", "grid")
-SUITE_KEYS = ("name", "description", "seed", "device", "dtype")
+SUITE_KEYS = ("name", "description", "seed", "device", "dtype", "timeout")
 GRID_KEYS = ("targets", "processes", "estimators", "samplers", "steps", "n_samples", "seeds", "time_grid", "init",
              "metrics")
 #: where a chain starts: the sampler's own initial law, or exact draws of p_T
 INITS = ("prior", "exact")
 DTYPES = ("float32", "float64")
-DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+#: CUDA device indices above 127 wrap around in torch (``cuda:128`` is ``cuda:-128``)
+DEVICE_RE = re.compile(r"auto|cpu|cuda(:(0|[1-9]\d?|1[01]\d|12[0-7]))?")
+NAME_RE = re.compile(r"[A-Za-z0-9_-]+")  # used with fullmatch: '$' would let a trailing newline through
+#: longest suite name: it is a folder name, ``results/<name>/<run-id>``
+MAX_NAME_LENGTH = 100
+#: longest component label: labels end up in the file names of reports
+MAX_LABEL_LENGTH = 64
+#: seeds lie in ``0 <= seed < SEED_LIMIT`` (an int64 column of the result table)
+SEED_LIMIT = 2**63
+#: deepest nesting of arrays and tables in a suite file (a (K, d, d) covariance needs 6)
+MAX_NESTING = 32
+#: largest suite file read
+MAX_SUITE_BYTES = 256 * 2**20
+#: most cells a suite may expand to (each grid counted in full, before duplicates merge)
+MAX_CELLS = 1_000_000
+#: most cell x seed runs a suite may expand to (counted the same way)
+MAX_RUNS = 10_000_000
+#: characters of the suite text kept by :attr:`Suite.text_excerpt`
+TEXT_EXCERPT_CHARS = 64 * 1024
+#: a component whose canonical JSON is longer enters cell keys by its sha256 (see :meth:`Suite.cells`)
+COMPONENT_INLINE_CHARS = 4096
+#: a problem longer than this is cut in error messages (a parameter's repr can be megabytes)
+MAX_MESSAGE_CHARS = 2000
+#: (attribute of a Cell, grid key) of every axis a grid crosses
+AXES = (("target", "targets"), ("process", "processes"), ("estimator", "estimators"), ("sampler", "samplers"),
+        ("steps", "steps"), ("n_samples", "n_samples"), ("time_grid", "time_grid"), ("init", "init"))
+#: int and float annotations of constructor parameters checked generically
+INT_ANNOTATIONS = ("int", "int | None", "None | int", "Optional[int]")
+FLOAT_ANNOTATIONS = ("float", "float | None", "None | float", "Optional[float]")
+#: (dim, n_components) of the gmm presets
+GMM_PRESET_SHAPES = {"ring8": (2, 8), "gmm40": (2, 40), "random": (10, 5)}
+#: metric kinds that take the target's (dim, dim) covariance
+COVARIANCE_KINDS = ("moment", "exact")
 
 
 class SuiteError(ValueError):
@@ -132,7 +191,7 @@ class Cell:
 
 @dataclass
 class Suite:
-    """A validated suite."""
+    """A validated suite.  Its grids are read-only once validated (:meth:`seeds_of` indexes them)."""
 
     name: str
     path: Path
@@ -144,10 +203,23 @@ class Suite:
     components: dict[str, dict[str, ComponentSpec]]
     metrics: dict[str, dict[str, Any]]
     grids: list[dict[str, Any]]
+    #: seconds a cell may run before it is stopped (``None``: no limit; ``--timeout`` overrides)
+    timeout: float | None = None
+    #: (the grids indexed, per grid: a set per axis and the seeds), built on first use
+    _index: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()
+
+    @property
+    def text_excerpt(self) -> str:
+        """The suite text to store beside results: all of it up to :data:`TEXT_EXCERPT_CHARS`
+        characters, else its start and a note of how much was left out and the whole text's sha256."""
+        if len(self.text) <= TEXT_EXCERPT_CHARS:
+            return self.text
+        rest = len(self.text) - TEXT_EXCERPT_CHARS
+        return f"{self.text[:TEXT_EXCERPT_CHARS]}\n[... {rest} more characters; sha256 {self.sha256}]\n"
 
     def spec(self, section: str, label: str) -> ComponentSpec:
         return self.components[section][label]
@@ -160,42 +232,53 @@ class Suite:
         return METRICS.build(name, **self.metrics[name])
 
     def cells(self) -> list[Cell]:
-        """Every cell of every grid, in file order, without duplicates."""
+        """Every cell of every grid, in file order, without duplicates.
+
+        A cell's id is the sha256 of the canonical JSON of its components (one with very long
+        parameters by its own sha256, see :func:`_component_json`), labels and settings.  The JSON
+        is assembled from pieces formatted once per component, so expanding a grid costs time
+        linear in its cells, not in cells x the size of their parameters.
+        """
+        comp = {section: {label: _component_json(spec.as_dict()) for label, spec in table.items()}
+                for section, table in self.components.items()}
         out: dict[str, Cell] = {}
         for g in self.grids:
-            for tl, pl, el, sl, steps, n, kind, init in itertools.product(
-                g["targets"], g["processes"], g["estimators"], g["samplers"], g["steps"], g["n_samples"],
-                g["time_grid"], g["init"],
-            ):
-                key = {
-                    "target": self.spec("targets", tl).as_dict(),
-                    "process": self.spec("processes", pl).as_dict(),
-                    "estimator": self.spec("estimators", el).as_dict(),
-                    "sampler": self.spec("samplers", sl).as_dict(),
-                    "labels": [tl, pl, el, sl],
-                    "steps": steps,
-                    "n_samples": n,
-                    "time_grid": kind,
-                }
-                if init != "prior":  # prior-start cells keep the ids they had before init existed
-                    key["init"] = init
-                cell_id = stable_hash(key)[:16]
-                if cell_id in out:
-                    merged = tuple(dict.fromkeys(out[cell_id].metrics + tuple(g["metrics"])))
-                    out[cell_id] = replace(out[cell_id], metrics=merged)
-                else:
-                    out[cell_id] = Cell(tl, pl, el, sl, steps, n, kind, tuple(g["metrics"]), cell_id, init)
+            metrics = tuple(g["metrics"])
+            for tl, pl, el, sl in itertools.product(g["targets"], g["processes"], g["estimators"], g["samplers"]):
+                pieces = []
+                for n, kind, init in itertools.product(g["n_samples"], g["time_grid"], g["init"]):
+                    # json.dumps(key, sort_keys=True): estimator, [init], labels, n_samples, process, sampler,
+                    # steps, target, time_grid; prior-start cells keep the ids they had before init existed
+                    head = (f'{{"estimator": {comp["estimators"][el]}, '
+                            + (f'"init": {_key_json(init)}, ' if init != "prior" else "")
+                            + f'"labels": {_key_json([tl, pl, el, sl])}, "n_samples": {_key_json(n)}, '
+                            f'"process": {comp["processes"][pl]}, "sampler": {comp["samplers"][sl]}, "steps": ')
+                    tail = f', "target": {comp["targets"][tl]}, "time_grid": {_key_json(kind)}}}'
+                    pieces.append((n, kind, init, head, tail))
+                for steps in g["steps"]:
+                    steps_json = str(steps) if type(steps) is int else _key_json(steps)
+                    for n, kind, init, head, tail in pieces:
+                        cell_id = hashlib.sha256(f"{head}{steps_json}{tail}".encode()).hexdigest()[:16]
+                        cell = out.get(cell_id)
+                        if cell is None:
+                            out[cell_id] = Cell(tl, pl, el, sl, steps, n, kind, metrics, cell_id, init)
+                        elif not set(metrics) <= set(cell.metrics):
+                            out[cell_id] = replace(cell, metrics=tuple(dict.fromkeys(cell.metrics + metrics)))
         return list(out.values())
 
+    def _grid_index(self) -> list[tuple[dict[str, frozenset], list[int]]]:
+        if self._index is None or self._index[0] is not self.grids:
+            index = [({key: frozenset(g[key]) for _, key in AXES}, list(g["seeds"])) for g in self.grids]
+            self._index = (self.grids, index)
+        return self._index[1]
+
     def seeds_of(self, cell: Cell) -> list[int]:
-        seeds: list[int] = []
-        for g in self.grids:
-            if (cell.target in g["targets"] and cell.process in g["processes"] and cell.estimator in g["estimators"]
-                    and cell.sampler in g["samplers"] and cell.steps in g["steps"]
-                    and cell.n_samples in g["n_samples"] and cell.time_grid in g["time_grid"]
-                    and cell.init in g["init"]):
-                seeds.extend(s for s in g["seeds"] if s not in seeds)
-        return seeds
+        """The seeds ``cell`` runs with: those of every grid that holds it, in file order."""
+        seeds: dict[int, None] = {}
+        for sets, grid_seeds in self._grid_index():
+            if all(getattr(cell, attr) in sets[key] for attr, key in AXES):
+                seeds.update(dict.fromkeys(grid_seeds))
+        return list(seeds)
 
     def quick(self) -> Suite:
         """The smallest step count and sample size of each grid, at most two seeds."""
@@ -209,6 +292,20 @@ class Suite:
 def stable_hash(obj: Any) -> str:
     """sha256 of the canonical JSON of ``obj``."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _key_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _component_json(spec: dict[str, Any]) -> str:
+    """A component's canonical JSON in a cell key: itself, or where it is longer than
+    :data:`COMPONENT_INLINE_CHARS` (megabytes of explicit means, say), ``{"sha256": <its digest>}``,
+    so that hashing a cell costs a bounded time whatever the size of its parameters."""
+    text = _key_json(spec)
+    if len(text) > COMPONENT_INLINE_CHARS:
+        return _key_json({"sha256": hashlib.sha256(text.encode()).hexdigest()})
+    return text
 
 
 def derive_seed(*parts: Any) -> int:
@@ -225,10 +322,24 @@ def derive_seed(*parts: Any) -> int:
 class _Ctx:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._available: tuple[int | None] | None = None
 
     def fail(self, key: str, problem: str) -> SuiteError:
+        if len(problem) > MAX_MESSAGE_CHARS:
+            problem = f"{problem[:MAX_MESSAGE_CHARS]} [... {len(problem) - MAX_MESSAGE_CHARS} more characters]"
         where = f"{self.path}: {key}: " if key else f"{self.path}: "
         return SuiteError(where + problem)
+
+    def check_memory(self, key: str, needed: int, what: str) -> None:
+        """Refuse ``needed`` bytes when this machine has less memory available (read once per file)."""
+        if self._available is None:
+            self._available = (available_memory(),)
+        available = self._available[0]
+        if available is not None and needed > available:
+            raise self.fail(
+                key, f"{what} needs about {format_bytes(needed)} ({needed} bytes) of memory, more than the "
+                f"{format_bytes(available)} ({available} bytes) available on this machine; make it smaller",
+            )
 
 
 def _allowed(names: Sequence[str]) -> str:
@@ -241,7 +352,8 @@ def _check_keys(ctx: _Ctx, table: dict, allowed: Sequence[str], where: str) -> N
             raise ctx.fail(f"{where}.{key}" if where else key, f"unknown key; allowed: {_allowed(allowed)}")
 
 
-def _int_list(ctx: _Ctx, value: Any, key: str, minimum: int) -> list[int]:
+def _int_list(ctx: _Ctx, value: Any, key: str, minimum: int, limit: int = INT64_MAX + 1) -> list[int]:
+    """A non-empty list of integers in ``minimum <= v < limit`` (a single integer is a list of one)."""
     if not isinstance(value, list):
         value = [value]
     if not value:
@@ -249,6 +361,9 @@ def _int_list(ctx: _Ctx, value: Any, key: str, minimum: int) -> list[int]:
     for v in value:
         if not is_int_at_least(v, minimum):
             raise ctx.fail(key, f"expected integers >= {minimum}, got {v!r}")
+        if v >= limit:
+            bound = "2**63 (a 64-bit integer)" if limit == INT64_MAX + 1 else str(limit)
+            raise ctx.fail(key, f"expected integers < {bound}, got {v}")
     return list(dict.fromkeys(value))
 
 
@@ -272,28 +387,168 @@ def _label_list(ctx: _Ctx, value: Any, key: str, defined: Sequence[str]) -> list
         raise ctx.fail(key, f"expected a list of labels, got {type(value).__name__}")
     if not value:
         raise ctx.fail(key, "empty list; give at least one label")
+    known = set(defined)
     for v in value:
-        if v not in defined:
+        if not isinstance(v, str) or v not in known:
             raise ctx.fail(key, f"unknown label {v!r}; defined: {_allowed(defined)}")
     return list(dict.fromkeys(value))
+
+
+def _check_label(ctx: _Ctx, key: str, label: Any) -> None:
+    if not isinstance(label, str) or not NAME_RE.fullmatch(label):
+        raise ctx.fail(key, "labels may contain letters, digits, '-' and '_' only")
+    if len(label) > MAX_LABEL_LENGTH:
+        raise ctx.fail(key, f"label of {len(label)} characters; at most {MAX_LABEL_LENGTH} (labels name report files)")
+
+
+def _check_nesting(ctx: _Ctx, data: dict[str, Any]) -> None:
+    """Refuse arrays and tables nested deeper than :data:`MAX_NESTING` (iteratively: a deep
+    structure must not exhaust the stack here, nor later in ``repr`` or ``json.dumps``)."""
+    stack: list[tuple[Any, int, Any, Any]] = [(data, 0, None, None)]  # value, depth, parent entry, name
+    while stack:
+        entry = stack.pop()
+        value, depth = entry[0], entry[1]
+        if depth > MAX_NESTING:
+            parts = []
+            while entry[2] is not None:
+                parts.append(f"[{entry[3]}]" if isinstance(entry[3], int) else f".{entry[3]}")
+                entry = entry[2]
+            key = "".join(reversed(parts)).lstrip(".")
+            raise ctx.fail(key, f"nesting too deep: arrays and tables may nest at most {MAX_NESTING} levels")
+        children = value.items() if isinstance(value, dict) else enumerate(value)
+        stack.extend((v, depth + 1, entry, k) for k, v in children if isinstance(v, dict | list))
+
+
+def _check_numbers(ctx: _Ctx, key: str, value: Any, allow_nonfinite: bool) -> None:
+    """Refuse integers outside 64 bits and, unless allowed, non-finite floats anywhere in ``value``
+    (iteratively, and building a key only for nested containers and the value refused)."""
+
+    def at(where: str, k: Any) -> str:
+        return where if k is None else f"{where}[{k}]" if isinstance(k, int) else f"{where}.{k}"
+
+    stack: list[tuple[str, Any, Any]] = [(key, None, value)]  # where, index in the parent, value
+    while stack:
+        where, index, v = stack.pop()
+        where = at(where, index)
+        children = v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, list) else ((None, v),)
+        for k, x in children:
+            if isinstance(x, dict | list):
+                stack.append((where, k, x))
+            elif isinstance(x, float):
+                if not allow_nonfinite and not math.isfinite(x):
+                    raise ctx.fail(at(where, k), f"non-finite number {x}; parameters must be finite")
+            elif isinstance(x, int) and not isinstance(x, bool) and not INT64_MIN <= x <= INT64_MAX:
+                raise ctx.fail(at(where, k), f"integer {x} does not fit in 64 bits (-2**63 <= n < 2**63)")
+
+
+def _check_param_types(ctx: _Ctx, key: str, params: dict[str, Any], registry: Registry, name: str) -> None:
+    """A parameter annotated ``int`` takes an integer, one annotated ``float`` a number; ``true`` is neither."""
+    try:
+        annotations = {p.name: p.annotation for p in registry.params(name)}
+    except (ValueError, TypeError):
+        return
+    for pname, value in params.items():
+        ann = annotations.get(pname)
+        if ann in INT_ANNOTATIONS and not is_int64(value):
+            raise ctx.fail(f"{key}.{pname}", f"expected an integer, got {value!r}")
+        if ann in FLOAT_ANNOTATIONS and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ctx.fail(f"{key}.{pname}", f"expected a number, got {value!r}")
+
+
+def _defaults(registry: Registry, name: str) -> dict[str, Any]:
+    try:
+        return {p.name: p.default for p in registry.params(name) if not p.required}
+    except (ValueError, TypeError):
+        return {}
+
+
+def _target_shape(name: str, params: dict[str, Any], defaults: dict[str, Any]) -> tuple[int, int, int, str] | None:
+    """``(dim, n_components, (dim, dim) matrices it builds, the key that sets its size)`` of a target,
+    read off its parameters before it is built; ``None`` where they do not say (a plugin without an
+    integer ``dim``, or values the target itself will refuse)."""
+    p = {**defaults, **params}
+    if name == "gmm":
+        preset = p.get("preset")
+        if isinstance(preset, str) and preset in GMM_PRESET_SHAPES:
+            dim, k = GMM_PRESET_SHAPES[preset]
+            if preset == "random" and p.get("dim") is not None:
+                dim = p["dim"]
+            if p.get("n_components") is not None:
+                k = p["n_components"]
+            key = "dim" if "dim" in params and preset == "random" else "n_components" if "n_components" in params \
+                else "preset"
+            return (dim, k, 0, key) if is_int_at_least(dim, 1) and is_int_at_least(k, 1) else None
+        means = p.get("means")
+        if isinstance(means, list) and means and isinstance(means[0], list) and means[0]:
+            return len(means[0]), len(means), 0, "means"
+        return None
+    dim, key = p.get("dim"), "dim"
+    if name == "gaussian" and isinstance(p.get("cov"), list):
+        dim, key = len(p["cov"]), "cov"
+    if not is_int_at_least(dim, 1):
+        return None
+    square = name in ("gaussian", "gaussian_unknown_mean") or (name == "circle" and p.get("rotation_seed") is not None)
+    return dim, 1, int(square), key
+
+
+def _read_text(ctx: _Ctx, path: Path) -> str:
+    """The text of a suite file, or a :class:`SuiteError` saying why there is none."""
+    try:
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise ctx.fail("", "suite file not found") from None
+    except OSError as exc:
+        raise ctx.fail("", f"cannot read the suite file: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ctx.fail("", "is a directory, not a suite file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ctx.fail("", "not a regular file (a suite is a TOML text file)")
+    if info.st_size > MAX_SUITE_BYTES:
+        raise ctx.fail("", f"file of {info.st_size} bytes; a suite file may have at most {MAX_SUITE_BYTES}")
+    try:
+        raw = path.read_bytes()
+    except PermissionError:
+        raise ctx.fail("", "cannot read the suite file: permission denied") from None
+    except OSError as exc:
+        raise ctx.fail("", f"cannot read the suite file: {exc.strerror or exc}") from None
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise ctx.fail("", f"not a UTF-8 text file: NUL byte at offset {nul} (a binary or UTF-16 file?)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ctx.fail(
+            "", f"not a UTF-8 text file: byte 0x{raw[exc.start]:02x} at offset {exc.start} is not UTF-8; "
+            "save the suite as UTF-8"
+        ) from None
+    if not text.strip():
+        raise ctx.fail("", "empty file; a suite needs [suite], [targets.<label>], [processes.<label>], "
+                       "[estimators.<label>], [samplers.<label>], [metrics] and [[grid]]")
+    return text
 
 
 def load_suite(path: str | Path) -> Suite:
     """Read and validate a suite file; raise :class:`SuiteError` on the first problem."""
     path = Path(path)
     ctx = _Ctx(path)
-    if not path.is_file():
-        raise ctx.fail("", "suite file not found")
-    text = path.read_text()
+    text = _read_text(ctx, path)
     try:
-        data = tomllib.loads(text)
+        data = tomllib.loads(text.removeprefix("\ufeff"))
+        if not data:
+            raise ctx.fail("", "empty file (comments only); a suite needs [suite], [targets.<label>], "
+                           "[processes.<label>], [estimators.<label>], [samplers.<label>], [metrics] and [[grid]]")
+        return parse_suite(data, path, text)
     except tomllib.TOMLDecodeError as exc:
         raise ctx.fail("", f"invalid TOML: {exc}") from None
-    return parse_suite(data, path, text)
+    except RecursionError:
+        raise ctx.fail("", f"nesting too deep: arrays and tables may nest at most {MAX_NESTING} levels") from None
+    except MemoryError:
+        raise ctx.fail("", "out of memory while reading the suite file") from None
 
 
 def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
     ctx = _Ctx(path)
+    _check_nesting(ctx, data)
     _check_keys(ctx, data, TOP_KEYS, "")
     for required in ("suite", *SECTIONS, "grid"):
         if required not in data:
@@ -304,23 +559,34 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
         raise ctx.fail("suite", "expected a table [suite]")
     _check_keys(ctx, head, SUITE_KEYS, "suite")
     name = head.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ctx.fail("suite.name", f"expected a name of letters, digits, '-' or '_', got {name!r}")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ctx.fail("suite.name", f"name of {len(name)} characters; at most {MAX_NAME_LENGTH} "
+                       "(it names the folder results/<name>/)")
     seed = head.get("seed", 0)
-    if not is_int_at_least(seed, 0):
-        raise ctx.fail("suite.seed", f"expected a non-negative integer, got {seed!r}")
+    if not is_int_at_least(seed, 0) or seed >= SEED_LIMIT:
+        raise ctx.fail("suite.seed", f"expected a non-negative integer < 2**63, got {seed!r}")
     device = head.get("device", "auto")
-    if not isinstance(device, str) or not DEVICE_RE.match(device):
-        raise ctx.fail("suite.device", f"got {device!r}; allowed: auto, cpu, cuda, cuda:N")
+    if not isinstance(device, str) or not DEVICE_RE.fullmatch(device):
+        raise ctx.fail("suite.device", f"got {device!r}; allowed: auto, cpu, cuda, cuda:N (N from 0 to 127)")
     dtype = head.get("dtype", "float32")
     if dtype not in DTYPES:
         raise ctx.fail("suite.dtype", f"got {dtype!r}; allowed: {_allowed(DTYPES)}")
     description = head.get("description", "")
     if not isinstance(description, str):
         raise ctx.fail("suite.description", "expected a string")
+    timeout = head.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                or not 0 < timeout < math.inf):
+        raise ctx.fail("suite.timeout", f"expected a positive number of seconds per cell, got {timeout!r}")
 
     components: dict[str, dict[str, ComponentSpec]] = {}
     built: dict[str, dict[str, Any]] = {}
+    #: target label -> (dim, n_components, matrices, key), where the parameters say
+    shapes: dict[str, tuple[int, int, int, str] | None] = {}
+    #: estimator label -> the training sample size a learned estimator draws
+    n_train: dict[str, int] = {}
     for section, registry in SECTIONS.items():
         table = data[section]
         if not isinstance(table, dict) or not table:
@@ -328,8 +594,7 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
         components[section], built[section] = {}, {}
         for label, body in table.items():
             key = f"{section}.{label}"
-            if not NAME_RE.match(label):
-                raise ctx.fail(key, "labels may contain letters, digits, '-' and '_' only")
+            _check_label(ctx, key, label)
             if not isinstance(body, dict):
                 raise ctx.fail(key, f"expected a table of parameters, got {type(body).__name__}")
             params = dict(body)
@@ -342,19 +607,23 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
                     resolved = resolve_spec(comp, [path.parent])
                 except PluginError as exc:
                     raise ctx.fail(f"{key}.name", str(exc)) from None
+                except OSError as exc:  # a file name too long for the file system, say
+                    problem = f"{comp!r}: cannot look for the file: {exc.strerror or exc}"
+                    raise ctx.fail(f"{key}.name", problem) from None
             elif comp not in registry:
                 raise ctx.fail(
                     f"{key}.name", f"unknown {registry.kind} {comp!r}; allowed: {_allowed(registry.names())} "
                     "(or 'package.module:Name', 'path/to/file.py:Name')"
                 )
-            try:
-                built[section][label] = registry.build(resolved, **params)
-            except (ValueError, TypeError) as exc:
-                raise ctx.fail(key, str(exc)) from None
+            built[section][label] = _build(ctx, key, registry, resolved, comp, params, shapes, n_train, label)
             components[section][label] = ComponentSpec(label, comp, params, resolved)
 
     metrics_table = data.get("metrics", {})
     if isinstance(metrics_table, list):
+        for i, m in enumerate(metrics_table):
+            if not isinstance(m, str):
+                raise ctx.fail(f"metrics[{i}]", f"expected a metric name, got {m!r}; allowed: "
+                               f"{_allowed(METRICS.names())}")
         metrics_table = {m: {} for m in metrics_table}
     if not isinstance(metrics_table, dict) or not metrics_table:
         raise ctx.fail("metrics", f"expected at least one metric; allowed: {_allowed(METRICS.names())}")
@@ -366,10 +635,7 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
             raise ctx.fail(key, f"unknown metric; allowed: {_allowed(METRICS.names())}")
         if not isinstance(params, dict):
             raise ctx.fail(key, f"expected a table of parameters, got {type(params).__name__}")
-        try:
-            built_metrics[mname] = METRICS.build(mname, **params)
-        except (ValueError, TypeError) as exc:
-            raise ctx.fail(key, str(exc)) from None
+        built_metrics[mname] = _build(ctx, key, METRICS, mname, mname, params)
         metrics[mname] = dict(params)
 
     grids_raw = data["grid"]
@@ -378,6 +644,7 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
     if not isinstance(grids_raw, list) or not grids_raw:
         raise ctx.fail("grid", "expected one or more [[grid]] tables")
     grids = []
+    cells = runs = 0
     for i, g in enumerate(grids_raw):
         where = f"grid[{i}]"
         if not isinstance(g, dict):
@@ -392,18 +659,92 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
         }
         grid["steps"] = _int_list(ctx, g["steps"], f"{where}.steps", 1)
         grid["n_samples"] = _int_list(ctx, g["n_samples"], f"{where}.n_samples", 2)
-        grid["seeds"] = _int_list(ctx, g.get("seeds", [0]), f"{where}.seeds", 0)
+        grid["seeds"] = _int_list(ctx, g.get("seeds", [0]), f"{where}.seeds", 0, SEED_LIMIT)
         grid["time_grid"] = _choice_list(ctx, g.get("time_grid", "uniform"), f"{where}.time_grid", GRID_KINDS,
                                          "time grid")
         grid["init"] = _choice_list(ctx, g.get("init", "prior"), f"{where}.init", INITS, "start")
         grid["metrics"] = _label_list(ctx, g.get("metrics"), f"{where}.metrics", list(metrics))
+        sizes = [len(grid[k]) for _, k in AXES]
+        cells += math.prod(sizes)
+        runs += math.prod(sizes) * len(grid["seeds"])
+        if cells > MAX_CELLS or runs > MAX_RUNS:
+            what = f"{cells} cells" if cells > MAX_CELLS else f"{runs} cell x seed runs"
+            raise ctx.fail(where, f"the suite expands to {what} up to this grid ({' x '.join(map(str, sizes))} "
+                           f"cells and {len(grid['seeds'])} seeds here); at most {MAX_CELLS} cells and {MAX_RUNS} "
+                           "runs per suite: split it, or give fewer values")
+        _check_grid_memory(ctx, where, grid, shapes, n_train, built_metrics)
         _check_compatibility(ctx, where, grid, built, built_metrics)
         grids.append(grid)
 
     return Suite(
         name=name, path=path, text=text, seed=seed, device=device, dtype=dtype, description=description,
-        components=components, metrics=metrics, grids=grids,
+        components=components, metrics=metrics, grids=grids, timeout=None if timeout is None else float(timeout),
     )
+
+
+def _build(
+    ctx: _Ctx, key: str, registry: Registry, resolved: str, comp: str, params: dict[str, Any],
+    shapes: dict[str, Any] | None = None, n_train: dict[str, int] | None = None, label: str = "",
+) -> Any:
+    """Check a component's memory where its parameters say it, build it, then check its parameters'
+    numbers and types (after the build, so that a component's own message about a value comes first)."""
+    defaults = _defaults(registry, resolved)
+    if registry is TARGETS and shapes is not None:
+        shape = shapes[label] = _target_shape(comp, params, defaults)
+        if shape is not None:
+            dim, k, matrices, skey = shape
+            ctx.check_memory(f"{key}.{skey}", bytes_needed(dim, n_components=k, matrices=matrices),
+                             f"target {label!r} (dim {dim}" + (f", {k} components" if k > 1 else "") + ")")
+    if registry is ESTIMATORS and n_train is not None:
+        rows = params.get("n_train", defaults.get("n_train"))
+        if is_int_at_least(rows, 1):
+            n_train[label] = rows
+    try:
+        allow = tuple(getattr(registry.factory(resolved), "nonfinite_params", ()))
+    except (ValueError, TypeError):
+        allow = ()
+    try:
+        obj = registry.build(resolved, **params)
+    except (ValueError, TypeError) as exc:
+        raise ctx.fail(key, str(exc)) from None
+    except (Exception, SystemExit) as exc:  # a component's own crash, found here rather than in the run
+        for pname, value in params.items():
+            _check_numbers(ctx, f"{key}.{pname}", value, pname in allow)
+        raise ctx.fail(key, f"building it raised {type(exc).__name__}: {exc}") from None
+    for pname, value in params.items():
+        _check_numbers(ctx, f"{key}.{pname}", value, pname in allow)
+    _check_param_types(ctx, key, params, registry, resolved)
+    return obj
+
+
+def _check_grid_memory(
+    ctx: _Ctx, where: str, grid: dict[str, Any], shapes: dict[str, Any], n_train: dict[str, int],
+    metrics: dict[str, Any],
+) -> None:
+    """Refuse cells whose largest tensors (samples, training draws, covariances, time grid) cannot
+    be allocated on this machine, before anything is drawn."""
+    steps = max(grid["steps"])
+    n = max(grid["n_samples"])
+    cov = [m for m in grid["metrics"] if metrics[m].kind in COVARIANCE_KINDS]
+    learned = max(((n_train[e], e) for e in grid["estimators"] if e in n_train), default=(0, ""))
+    for tl in grid["targets"]:
+        shape = shapes.get(tl)
+        dim, k, matrices, _ = shape if shape is not None else (1, 1, 0, "")  # unknown: counted as 1-D
+        matrices = max(matrices, 1 if cov else 0)
+        rows = max(n, learned[0])
+        parts = {
+            f"{where}.steps": bytes_needed(0, n_components=0, steps=steps),
+            (f"{where}: estimators.{learned[1]}.n_train x targets.{tl}" if learned[0] > n
+             else f"{where}: n_samples x targets.{tl}"): bytes_needed(dim, n_components=k, n_samples=rows),
+            (f"{where}: metrics.{cov[0]} x targets.{tl}" if cov else f"targets.{tl}"):
+                bytes_needed(dim, n_components=k, matrices=matrices),
+        }
+        what = (f"a cell of target {tl!r} (dim {dim if shape is not None else 'unknown, counted as 1'}"
+                + (f", {k} components" if k > 1 else "")
+                + f"; {rows} {'training samples' if learned[0] > n else 'samples'}; {steps} steps"
+                + ("; a (dim, dim) covariance" if matrices else "") + ")")
+        ctx.check_memory(max(parts, key=parts.__getitem__),
+                         bytes_needed(dim, n_components=k, matrices=matrices, n_samples=rows, steps=steps), what)
 
 
 def _check_compatibility(
