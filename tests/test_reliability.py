@@ -17,7 +17,14 @@ import pandas as pd
 import pytest
 
 from scorebench.cli import main
-from scorebench.results import DONE_FILE, TORN_WRITE_ENV, ResultsError, read_results, scan_table
+from scorebench.results import (
+    DONE_FILE,
+    TORN_WRITE_ENV,
+    ResultsError,
+    read_results,
+    read_sample_records,
+    scan_table,
+)
 from scorebench.rundir import RunLock
 
 PLUGIN = '''
@@ -248,6 +255,10 @@ def test_a_hanging_cell_times_out_and_the_run_goes_on(tmp_path: Path) -> None:
     assert set(dies["status"]) == {"error"} and dies["message"].str.contains("died: killed by signal SIGKILL").all()
     assert set(frame.loc[~frame["sampler"].isin(["stuck", "dies"]), "status"]) == {"ok"}  # every other cell ran
     assert frame["cell_id"].nunique() == 15
+    # the worker hands its sampling records to the parent, which alone writes into the run directory
+    records = {(r["cell_id"], r["seed"]) for r in read_sample_records(out)}
+    ok = frame[frame["status"] == "ok"]
+    assert records == set(zip(ok["cell_id"], ok["seed"], strict=True))
     assert "timeout" in stdout
     # --resume goes past the timed-out cell (it is finished, with a failing status) ...
     assert main(["run", str(suite), "--out", str(out), "--resume", "--no-progress"]) == 1
@@ -527,3 +538,19 @@ def test_ten_kills_then_resume_lose_nothing(reference: tuple[Path, pd.DataFrame]
     assert len(log) == 10 and log[0]["torn_last_line"]
     assert compare_to_reference(read_results(tmp_path / "ten"), reference[1]) == {
         "lost": 0, "added": 0, "duplicated": 0, "changed": 0}
+
+
+def test_compare_and_report_name_timeout_and_skipped_cells(reference: tuple[Path, pd.DataFrame], tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    """A cell left out (or stopped) in NEW is a failure for compare, and the report lists its status."""
+    ref_dir, frame = reference[0] / "ref", reference[1]
+    cell = frame.loc[frame["sampler"] == "ei", "cell_id"].iloc[0]
+    out = tmp_path / "skipped"
+    assert main(["run", str(write_suite(tmp_path)), "--out", str(out), "--skip", cell, "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(ref_dir), str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert "skipped" in printed
+    assert main(["report", str(out), "--out", str(tmp_path / "rep")]) == 0
+    report = (tmp_path / "rep" / "report.md").read_text()
+    assert "skipped" in report and "left out with --skip" in report

@@ -45,11 +45,17 @@ def validate(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 
 def assert_refused(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``validate`` exits 2 naming the file; ``run`` then refuses the same way and makes no run directory."""
     code, out, err = validate(path, capsys)
     assert code == 2, out + err
     assert str(path) in err
     assert "Traceback" not in err and "Traceback" not in out
     assert err.startswith("scorebench validate: ")
+    out_dir = path.parent / "run-out"
+    assert main(["run", str(path), "--out", str(out_dir), "--no-progress"]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("scorebench run: ") and str(path) in err and "Traceback" not in out + err
+    assert not out_dir.exists()
 
 
 @pytest.mark.parametrize(("case", "text", "match"), MALFORMED, ids=[m[0] for m in MALFORMED])

@@ -52,7 +52,9 @@ from .plugins import describe_plugin
 from .processes import time_grid
 from .results import (
     DONE_FILE,
+    FITS_FILE,
     PROVENANCE_FILE,
+    SAMPLES_FILE,
     SCHEMA_VERSION,
     TABLE_FILE,
     ResultsError,
@@ -232,6 +234,8 @@ class Runner:
         self.retry = list(retry)
         self.current: Cell | None = None
         self._worker: Any = None
+        #: in a cell worker: (file name, records) to hand to the parent instead of writing them
+        self.pending: list[tuple[str, list[dict[str, Any]]]] | None = None
         self.bootstrap = bootstrap
         self.quick = quick
         self.run_dir = Path(run_dir)
@@ -321,11 +325,22 @@ class Runner:
         return model, seconds, fresh
 
     def _save_fit(self, cell: Cell, seed: int, record: dict[str, Any], seconds: float) -> None:
-        append_fit_record(self.run_dir, {
+        self._write_records(FITS_FILE, [{
             "run_id": self.run_id, "target": cell.target, "process": cell.process, "estimator": cell.estimator,
             "seed": seed, "device": str(self.device), "fit_s": seconds, "record": record,
             "plugins": self._plugins_of(cell, "targets", "processes", "estimators"),
-        })
+        }])
+
+    def _write_records(self, name: str, records: list[dict[str, Any]]) -> None:
+        """Append JSON records to ``fits.jsonl`` or ``samples.jsonl``, or, in a cell worker, keep them
+        for the parent: only the process that holds the run directory's lock writes into it."""
+        if self.pending is not None:
+            self.pending.append((name, records))
+        elif name == FITS_FILE:
+            for record in records:
+                append_fit_record(self.run_dir, record)
+        else:
+            append_sample_records(self.run_dir, records)
 
     def _spec(self, cell: Cell, section: str) -> dict[str, Any]:
         label = {"targets": cell.target, "processes": cell.process,
@@ -566,7 +581,7 @@ class Runner:
             records.append(self._sampling_record(cell, seed, seed_rows, info))
             rows.extend(seed_rows)
         self.add_intervals(rows)
-        append_sample_records(self.run_dir, records)
+        self._write_records(SAMPLES_FILE, records)
         return rows
 
     # -- the run --------------------------------------------------------------------------
@@ -693,7 +708,7 @@ class Runner:
             self._worker = CellWorker({"suite": self.suite, "run_dir": str(self.run_dir), "device": str(self.device),
                                        "bootstrap": self.bootstrap, "run_id": self.run_id})
         try:
-            rows, counts = self._worker.run_cell(cell.cell_id, self.timeout)
+            rows, counts, records = self._worker.run_cell(cell.cell_id, self.timeout)
         except CellTimeout:
             status, msg = "timeout", (f"stopped after the time limit of {self.timeout:g} s (raise it with --timeout "
                                       f"or the suite's timeout; leave the cell out with --skip {cell.cell_id})")
@@ -701,6 +716,8 @@ class Runner:
             status, msg = "error", str(exc)
         else:
             summary.add(counts)
+            for name, batch in records:
+                self._write_records(name, batch)
             return rows
         return [row for seed in self.suite.seeds_of(cell)
                 for row in self._failed_rows(cell, seed, self._base_row(cell, seed), status, msg)]

@@ -63,6 +63,7 @@ def _serve(conn: Any, config: dict[str, Any]) -> None:
         runner = Runner(config["suite"], Path(config["run_dir"]), device=config["device"], progress=False,
                         bootstrap=config["bootstrap"])
         runner.run_id = config["run_id"]
+        runner.pending = []  # fits and sampling records go back to the parent, which alone writes
         cells = {c.cell_id: c for c in runner.suite.cells()}
     except BaseException:
         conn.send(("crash", traceback.format_exc()))
@@ -81,7 +82,8 @@ def _serve(conn: Any, config: dict[str, Any]) -> None:
         except BaseException:
             conn.send(("crash", traceback.format_exc()))
             return
-        conn.send(("rows", (rows, asdict(summary))))
+        conn.send(("rows", (rows, asdict(summary), runner.pending)))
+        runner.pending = []
 
 
 class CellWorker:
@@ -117,8 +119,9 @@ class CellWorker:
             self.kill()
             raise WorkerDied(code) from None
 
-    def run_cell(self, cell_id: str, timeout: float | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """The rows of ``cell_id`` and the child's summary counters for it.
+    def run_cell(self, cell_id: str, timeout: float | None) -> tuple[list[dict[str, Any]], dict[str, Any], list]:
+        """The rows of ``cell_id``, the child's summary counters for it, and the ``fits.jsonl`` /
+        ``samples.jsonl`` records it made (the parent writes them).
 
         Raises :class:`CellTimeout` past ``timeout`` seconds and :class:`WorkerDied` when the child
         dies; either way the next call starts a fresh child.  An exception the runner itself raised
