@@ -289,20 +289,49 @@ def test_skip_names_an_unknown_cell(reference: tuple[Path, pd.DataFrame], tmp_pa
     assert "--skip feedfacecafe0000: no cell of suite 'rel'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_an_interrupted_run_says_what_it_kept_and_how_to_go_on(tmp_path: Path, sig: int, code: int) -> None:
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for a parent to reap it does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def children_of(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (Linux ``/proc``)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.parametrize(("sig", "code", "limit"), [(signal.SIGINT, 130, []), (signal.SIGTERM, 143, []),
+                                                    (signal.SIGINT, 130, ["--timeout", "300"])],
+                         ids=["ctrl-c", "sigterm", "ctrl-c-with-worker"])
+def test_an_interrupted_run_says_what_it_kept_and_how_to_go_on(tmp_path: Path, sig: int, code: int,
+                                                               limit: list[str]) -> None:
+    """Without a time limit the cell hangs in the main process; with one, in the worker, which Ctrl-C
+    (sent to the whole process group, as a terminal does) must not leave behind."""
     suite = write_suite(tmp_path, extra=HANG.replace("MARKER", str(tmp_path / "stuck")))
     out = tmp_path / "int"
-    proc = cli("run", str(suite), "--out", str(out), "--no-progress")  # no time limit: the cell hangs
+    proc = cli("run", str(suite), "--out", str(out), "--no-progress", *limit, start_new_session=True)
     wait_for(lambda: (tmp_path / "stuck").exists())
-    proc.send_signal(sig)
+    workers = children_of(proc.pid)
+    assert bool(workers) == bool(limit)  # the worker (and multiprocessing's resource tracker)
+    os.killpg(proc.pid, sig) if limit else proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr
+    wait_for(lambda: not [w for w in workers if alive(w)], seconds=10)  # the cell worker dies with its run
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
     kept = len(ResultsTable_done(out))
     assert kept == 12 and f"{kept} finished cells are kept in {out}" in lines[0]
-    resume = f"scorebench run {suite} --out {out} --resume"
+    resume = f"scorebench run {suite} --out {out} --resume{' --timeout 300' if limit else ''}"
     assert resume in lines[0]
     cell = lines[0].split(" during cell ")[1].split()[0]
     assert f"--skip {cell}" in lines[0]
@@ -554,3 +583,80 @@ def test_compare_and_report_name_timeout_and_skipped_cells(reference: tuple[Path
     assert main(["report", str(out), "--out", str(tmp_path / "rep")]) == 0
     report = (tmp_path / "rep" / "report.md").read_text()
     assert "skipped" in report and "left out with --skip" in report
+
+
+# -- 7. every damaged file is named ------------------------------------------------------------------
+def _empty_table(out: Path) -> Path:
+    (out / "results.csv").write_text("")
+    return out / "results.csv"
+
+
+def _binary_table(out: Path) -> Path:
+    (out / "results.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    return out / "results.csv"
+
+
+def _binary_ledger(out: Path) -> Path:
+    (out / DONE_FILE).write_bytes(b"\x00\xff\xfe" * 10)
+    return out / DONE_FILE
+
+
+def _garbled_ledger(out: Path) -> Path:
+    (out / DONE_FILE).write_text("abc\t12\n")
+    return out / DONE_FILE
+
+
+def _non_numeric_value(out: Path) -> Path:
+    """A legacy table (no ledger to check it against) with a word where a number belongs."""
+    (out / DONE_FILE).unlink()
+    lines = (out / "results.csv").read_text().splitlines(keepends=True)
+    fields = lines[3].split(",")
+    fields[16] = "abc"
+    lines[3] = ",".join(fields)
+    (out / "results.csv").write_text("".join(lines))
+    return out / "results.csv"
+
+
+def _torn_without_ledger(out: Path) -> Path:
+    (out / DONE_FILE).unlink()
+    text = (out / "results.csv").read_text()
+    (out / "results.csv").write_text(text[:-40])
+    return out / "results.csv"
+
+
+@pytest.mark.parametrize("damage", [_empty_table, _binary_table, _binary_ledger, _garbled_ledger, _non_numeric_value,
+                                    _torn_without_ledger],
+                         ids=["empty table", "binary table", "binary ledger", "garbled ledger", "non-numeric value",
+                              "torn table without ledger"])
+def test_readers_name_the_damaged_file(reference: tuple[Path, pd.DataFrame], tmp_path: Path, damage,
+                                       capsys: pytest.CaptureFixture) -> None:
+    out = copy_run(reference, tmp_path / "bad")
+    path = damage(out)
+    for command in (["show", str(out)], ["compare", str(reference[0] / "ref"), str(out)],
+                    ["report", str(out), "--out", str(tmp_path / "rep")]):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert str(path) in err and "Traceback" not in err, err
+    if damage is not _non_numeric_value and damage is not _torn_without_ledger:  # a ledger-less table is not resumable
+        assert main(["run", str(write_suite(tmp_path)), "--out", str(out), "--resume", "--no-progress"]) == 2
+        assert str(path) in capsys.readouterr().err
+
+
+def test_a_corrupt_provenance_is_named(reference: tuple[Path, pd.DataFrame], tmp_path: Path,
+                                      capsys: pytest.CaptureFixture) -> None:
+    out = copy_run(reference, tmp_path / "prov")
+    (out / "provenance.json").write_text('{"run_id": "x", ')
+    for command in (["run", str(write_suite(tmp_path)), "--out", str(out), "--resume", "--no-progress"],
+                    ["compare", str(reference[0] / "ref"), str(out)]):
+        assert main(command) == 2, command
+        assert f"{out / 'provenance.json'}: not valid JSON" in capsys.readouterr().err
+
+
+def test_provenance_keeps_a_bounded_excerpt_of_a_large_suite(tmp_path: Path) -> None:
+    path = write_suite(tmp_path)
+    path.write_text(path.read_text() + "".join(f"# padding line {i:07d} of a very long suite file\n"
+                                               for i in range(20_000)))
+    assert main(["run", str(path), "--out", str(tmp_path / "big"), "--quick", "--no-progress"]) == 0
+    info = json.loads((tmp_path / "big" / "provenance.json").read_text())
+    assert info["suite_chars"] == len(path.read_text()) > 900_000
+    assert len(info["suite_text"]) < 70_000 and info["suite_sha256"] in info["suite_text"]

@@ -591,11 +591,16 @@ class Runner:
         make_run_dir(self.run_dir)
         with RunLock(self.run_dir):
             try:
-                return self._run(started)
+                summary = self._run(started)
+            except BaseException:  # interrupted or failed: the worker's cell is lost anyway, stop it now
+                if self._worker is not None:
+                    self._worker.kill()
+                raise
             finally:
                 if self._worker is not None:
                     self._worker.close()
                     self._worker = None
+            return summary
 
     def _check_previous(self) -> dict[str, Any]:
         """The provenance of the run to resume (``{}`` for a fresh run), refusing what cannot go on."""
