@@ -660,3 +660,11 @@ def test_provenance_keeps_a_bounded_excerpt_of_a_large_suite(tmp_path: Path) -> 
     info = json.loads((tmp_path / "big" / "provenance.json").read_text())
     assert info["suite_chars"] == len(path.read_text()) > 900_000
     assert len(info["suite_text"]) < 70_000 and info["suite_sha256"] in info["suite_text"]
+
+
+def test_cells_in_the_worker_give_the_same_table(reference: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
+    """A time limit moves cells into the child process; it changes no number (seeds derive from the
+    cell, not from the process that runs it)."""
+    out = tmp_path / "worker"
+    assert main(["run", str(write_suite(tmp_path)), "--out", str(out), "--timeout", "120", "--no-progress"]) == 0
+    pd.testing.assert_frame_equal(canonical(read_results(out)), canonical(reference[1]))

@@ -164,7 +164,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         where = (f" during cell {cell.cell_id} ({cell.target}/{cell.process}/{cell.estimator}/{cell.sampler}/"
                  f"{cell.steps})" if cell else "")
         hint = (f"; to leave that cell out: {resume_command(args, run_dir, [cell.cell_id])}" if cell else "")
-        exc.message = (f"scorebench run: interrupted{where}; {kept} finished cells are kept in {run_dir}; "
+        how = "stopped by SIGTERM" if isinstance(exc, Terminated) else "interrupted"
+        exc.message = (f"scorebench run: {how}{where}; {kept} finished cells are kept in {run_dir}; "
                        f"go on with: {resume_command(args, run_dir)}{hint}")
         raise
     args.exit_code = summary.exit_code
