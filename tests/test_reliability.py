@@ -668,3 +668,13 @@ def test_cells_in_the_worker_give_the_same_table(reference: tuple[Path, pd.DataF
     out = tmp_path / "worker"
     assert main(["run", str(write_suite(tmp_path)), "--out", str(out), "--timeout", "120", "--no-progress"]) == 0
     pd.testing.assert_frame_equal(canonical(read_results(out)), canonical(reference[1]))
+
+
+@pytest.mark.parametrize("lost", ["results.csv", DONE_FILE])
+def test_a_deleted_table_or_ledger_is_reported_and_rerun(reference: tuple[Path, pd.DataFrame], tmp_path: Path,
+                                                         lost: str, capsys: pytest.CaptureFixture) -> None:
+    out = copy_run(reference, tmp_path / "lost")
+    (out / lost).unlink()
+    assert main(["run", str(write_suite(tmp_path)), "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert "12 cells found damaged" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(canonical(read_results(out)), canonical(reference[1]))

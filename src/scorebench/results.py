@@ -315,6 +315,16 @@ class TableScan:
         return None
 
 
+def _cells_in(path: Path) -> list[str]:
+    """The cell ids of a table's rows, in order of first appearance (unreadable lines are skipped)."""
+    lines = _read_text(path).split("\n")
+    columns = lines[0].split(",")
+    if "cell_id" not in columns:
+        return []
+    index = columns.index("cell_id")
+    return list(dict.fromkeys(f[index] for f in map(_split_row, lines[1:]) if len(f) == len(columns)))
+
+
 def _split_row(line: str) -> list[str]:
     return line.split(",") if '"' not in line else next(csv.reader([line]))
 
@@ -365,8 +375,8 @@ def scan_table(run_dir: Path) -> TableScan:
 
 _EMPTY_SHA = hashlib.sha256(b"").hexdigest()
 
-#: test hook: the N-th table write (counting from 1) writes half its bytes and the process
-#: kills itself, as a SIGKILL inside a write would
+#: test hook: the N-th table write (counting from 1) writes about half its bytes, ending inside a
+#: row, and the process kills itself, as a SIGKILL inside a write would
 TORN_WRITE_ENV = "SCOREBENCH_TEST_TORN_WRITE"
 
 
@@ -386,14 +396,22 @@ class ResultTable:
         self.done: set[str] = set()
         self.damaged: dict[str, str] = {}
         self._writes = 0
-        if self.path.exists():
-            self._repair()
-        else:
+        ledger = self.run_dir / DONE_FILE
+        if not self.path.exists() and not ledger.exists():
             atomic_write_text(self.path, ",".join(COLUMNS) + "\n")
-            atomic_write_text(self.run_dir / DONE_FILE, "")
+            atomic_write_text(ledger, "")
+            return
+        if not self.path.exists():  # the table is gone: every cell the ledger lists is damaged
+            atomic_write_text(self.path, ",".join(COLUMNS) + "\n")
+        self._repair()
 
     def _repair(self) -> None:
         """Keep exactly the complete cells; rewrite both files when anything else is there."""
+        if not (self.run_dir / DONE_FILE).exists():  # the ledger is gone: nothing vouches for any row
+            self.damaged = {c: f"{DONE_FILE} is missing" for c in _cells_in(self.path)}
+            atomic_write_text(self.run_dir / DONE_FILE, "")
+            atomic_write_text(self.path, ",".join(COLUMNS) + "\n")
+            return
         scan = scan_table(self.run_dir)
         if scan.header.strip().split(",") != list(COLUMNS):
             raise ResultsError(f"{self.path}: its columns are not those of schema version {SCHEMA_VERSION}; "
@@ -446,7 +464,8 @@ class ResultTable:
                           .line() for c, ls in by_cell.items())
         self._writes += 1
         if os.environ.get(TORN_WRITE_ENV) == str(self._writes):
-            _append(self.path, text[: len(text) // 2])
+            cut = len(text) // 2 + (text[len(text) // 2 - 1] == "\n")  # inside a row, never at its end
+            _append(self.path, text[:cut])
             os.kill(os.getpid(), signal.SIGKILL)
         _append(self.path, text)
         _append(self.run_dir / DONE_FILE, entries)
