@@ -203,8 +203,11 @@ def test_readers_refuse_duplicated_rows(reference: tuple[Path, pd.DataFrame], tm
                     ["report", str(out), "--out", str(tmp_path / "rep")]):
         assert main(command) == 2, command
         assert f"cell {first}" in capsys.readouterr().err
-    # a table without a ledger (copied alone) is checked for repeated keys all the same
+    # a run directory that lost its ledger is refused; a table copied alone is checked for repeated keys
     (out / DONE_FILE).unlink()
+    with pytest.raises(ResultsError, match=f"its ledger {out / DONE_FILE} is missing"):
+        read_results(out)
+    (out / "provenance.json").unlink()
     with pytest.raises(ResultsError, match=r"rows repeat a key \(cell_id, seed, metric, t\), the first"):
         read_results(out / "results.csv")
 
@@ -349,7 +352,7 @@ def ResultsTable_done(out: Path) -> list[str]:
 FAIL = """
 [samplers.broken]
 name = "slow.py:Slow"
-fail = "first line\\nsecond, \\"quoted\\" line\\n"
+fail = "first line\\nsecond, \\"quoted\\" line σ é \\u0000 end\\n"
 
 [[grid]]
 samplers = ["broken"]
@@ -366,7 +369,7 @@ def test_a_torn_row_inside_a_multi_line_message_is_repaired(tmp_path: Path) -> N
     frame = read_results(out)
     broken = frame[frame["sampler"] == "broken"]
     assert set(broken["status"]) == {"error"}
-    assert broken["message"].str.contains(r'first line\nsecond, "quoted" line', regex=False).all()
+    assert broken["message"].str.contains(r'first line\nsecond, "quoted" line σ é \x00 end', regex=False).all()
     text = (out / "results.csv").read_text()
     assert len(text.splitlines()) == len(frame) + 1, "every row is one line"
     # kill inside the write of the failing cell's rows: the cut falls inside a quoted message
@@ -607,8 +610,9 @@ def _garbled_ledger(out: Path) -> Path:
 
 
 def _non_numeric_value(out: Path) -> Path:
-    """A legacy table (no ledger to check it against) with a word where a number belongs."""
+    """A table copied alone (no ledger to check it against) with a word where a number belongs."""
     (out / DONE_FILE).unlink()
+    (out / "provenance.json").unlink()
     lines = (out / "results.csv").read_text().splitlines(keepends=True)
     fields = lines[3].split(",")
     fields[16] = "abc"
@@ -619,6 +623,7 @@ def _non_numeric_value(out: Path) -> Path:
 
 def _torn_without_ledger(out: Path) -> Path:
     (out / DONE_FILE).unlink()
+    (out / "provenance.json").unlink()
     text = (out / "results.csv").read_text()
     (out / "results.csv").write_text(text[:-40])
     return out / "results.csv"
@@ -637,7 +642,7 @@ def test_readers_name_the_damaged_file(reference: tuple[Path, pd.DataFrame], tmp
         assert main(command) == 2, command
         err = capsys.readouterr().err
         assert str(path) in err and "Traceback" not in err, err
-    if damage is not _non_numeric_value and damage is not _torn_without_ledger:  # a ledger-less table is not resumable
+    if damage is not _non_numeric_value and damage is not _torn_without_ledger:  # a table alone is not resumable
         assert main(["run", str(write_suite(tmp_path)), "--out", str(out), "--resume", "--no-progress"]) == 2
         assert str(path) in capsys.readouterr().err
 
@@ -678,3 +683,31 @@ def test_a_deleted_table_or_ledger_is_reported_and_rerun(reference: tuple[Path, 
     assert main(["run", str(write_suite(tmp_path)), "--out", str(out), "--resume", "--no-progress"]) == 0
     assert "12 cells found damaged" in capsys.readouterr().out
     pd.testing.assert_frame_equal(canonical(read_results(out)), canonical(reference[1]))
+
+
+def test_a_torn_ledger_entry_means_the_cell_did_not_finish(reference: tuple[Path, pd.DataFrame],
+                                                           tmp_path: Path) -> None:
+    """A kill (or a full disk) inside the ledger append leaves an unterminated entry: that cell is
+    unfinished, its rows are cut and it runs again; nothing else is touched."""
+    out = copy_run(reference, tmp_path / "torn-ledger")
+    entries = (out / DONE_FILE).read_text().splitlines(keepends=True)
+    (out / DONE_FILE).write_text("".join(entries[:-1]) + entries[-1][:30])
+    last = entries[-1].split("\t")[0]
+    assert last not in set(read_results(out)["cell_id"])
+    assert main(["run", str(write_suite(tmp_path)), "--out", str(out), "--resume", "--no-progress"]) == 0
+    pd.testing.assert_frame_equal(canonical(read_results(out)), canonical(reference[1]))
+    again = (out / DONE_FILE).read_text().splitlines(keepends=True)
+    assert again[:-1] == entries[:-1] and again[-1].split("\t")[:2] == entries[-1].split("\t")[:2]
+
+
+def test_long_messages_stay_one_readable_line(tmp_path: Path) -> None:
+    """A 200 000-character message with commas and quotes (past the csv module's field limit) is cut."""
+    from scorebench.results import MAX_FIELD_CHARS
+
+    huge = ', \\"x\\"' * 40_000  # TOML: \" is a quote inside the string
+    suite = write_suite(tmp_path, extra=FAIL.replace("first line", huge))
+    out = tmp_path / "long"
+    assert main(["run", str(suite), "--out", str(out), "--no-progress"]) == 1
+    frame = read_results(out)
+    message = frame.loc[frame["sampler"] == "broken", "message"].iloc[0]
+    assert MAX_FIELD_CHARS < len(message) < MAX_FIELD_CHARS + 100 and message.endswith("more characters cut]")

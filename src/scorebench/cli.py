@@ -36,7 +36,7 @@ from .processes import PROCESSES
 from .registry import Registry
 from .report.data import IDENTITY
 from .results import STATUSES, ResultsError, ResultTable, read_results
-from .runner import Runner, RunSummary, resolve_run_dir
+from .runner import Runner, RunnerCrash, RunSummary, resolve_run_dir
 from .samplers import SAMPLERS, Sampler
 from .suite import SuiteError, load_suite
 from .targets import TARGETS
@@ -153,9 +153,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     run_dir = resolve_run_dir(suite, args.out, args.resume)
     args.run_dir = run_dir
+    # a progress bar only on a terminal: in a log it is noise, and into a closed pipe it would stop the run
     runner = Runner(suite, run_dir, device=args.device, resume=args.resume, quick=args.quick,
-                    progress=not args.no_progress, timeout=args.timeout, skip=args.skip or (),
-                    retry=args.retry or ())
+                    progress=not args.no_progress and sys.stderr.isatty(), timeout=args.timeout,
+                    skip=args.skip or (), retry=args.retry or ())
     try:
         summary = runner.run()
     except (KeyboardInterrupt, Terminated) as exc:
@@ -169,7 +170,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                        f"go on with: {resume_command(args, run_dir)}{hint}")
         raise
     args.exit_code = summary.exit_code
-    print(format_summary(summary, read_results(summary.run_dir)))
+    try:
+        text = format_summary(summary, read_results(summary.run_dir))
+    except Exception as exc:  # the run finished and its table checked out: a failure here is ours
+        raise RunnerCrash(f"summarising the finished run: {type(exc).__name__}: {exc}") from exc
+    print(text)
     return summary.exit_code
 
 
@@ -341,6 +346,8 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 #: exit codes (see the module docstring)
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 3, 130, 143
+#: a run stopped by a closed pipe before it finished (128 + SIGPIPE, as a shell reports it)
+EXIT_BROKEN_PIPE = 141
 
 
 def _crash_log(args: argparse.Namespace) -> Path:
@@ -389,9 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # bad device and other user input caught by the library before any run
         print(f"scorebench {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except BrokenPipeError:
+    except BrokenPipeError:  # the reader went away; a run that had not finished says so by its code
         _silence_stdout()
-        return getattr(args, "exit_code", EXIT_OK)
+        return getattr(args, "exit_code", EXIT_BROKEN_PIPE if args.command == "run" else EXIT_OK)
     except KeyboardInterrupt as exc:
         print(getattr(exc, "message", "") or f"scorebench {args.command}: interrupted", file=sys.stderr)
         return EXIT_SIGINT

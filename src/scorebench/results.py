@@ -82,7 +82,7 @@ def _one_line_messages(df: pd.DataFrame) -> pd.DataFrame:
     """Version 2 -> 3: messages on one line (newlines written as ``\\n``), so that every row is one
     line; version 3 also knows the statuses ``timeout`` and ``skipped``."""
     message = df["message"].astype("string").fillna("")
-    return df.assign(message=message.str.replace(r"\r\n|\r|\n", r"\\n", regex=True))
+    return df.assign(message=message.map(one_line).astype("string"))
 
 
 #: ``MIGRATIONS[v]`` turns a version-``v`` table into a version-``v + 1`` table
@@ -99,7 +99,7 @@ class ResultsError(ValueError):
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old or the new file, never a part."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as fh:
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:  # the bytes checksummed are the bytes written
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
@@ -165,6 +165,21 @@ def _read_text(path: Path) -> str:
         raise ResultsError(f"{path}: not UTF-8 text, not a scorebench table") from None
 
 
+#: longest string field written (a longer message keeps its start and says how much was cut)
+MAX_FIELD_CHARS = 4000
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def one_line(text: str) -> str:
+    """``text`` as one table field: newlines as ``\\n``, other control characters as ``\\xNN``,
+    at most :data:`MAX_FIELD_CHARS` characters (the csv module refuses fields over 128 KiB)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\\n")
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    if len(text) > MAX_FIELD_CHARS:
+        text = f"{text[:MAX_FIELD_CHARS]} [... {len(text) - MAX_FIELD_CHARS} more characters cut]"
+    return text
+
+
 @dataclass(frozen=True)
 class DoneEntry:
     """One ``cells.done`` line: a finished cell, the number of table rows it wrote and the
@@ -185,7 +200,10 @@ def _read_done(run_dir: Path) -> list[DoneEntry] | None:
     if not path.is_file():
         return None
     entries = []
-    for number, line in enumerate(_read_text(path).splitlines(), 1):
+    text = _read_text(path)
+    # an unterminated last line is an entry whose write never finished: its cell did not finish
+    lines = text.split("\n")[:-1]
+    for number, line in enumerate(lines, 1):
         if not line:
             continue
         parts = line.split("\t")
@@ -199,7 +217,7 @@ def _read_done(run_dir: Path) -> list[DoneEntry] | None:
 
 
 def _append(path: Path, text: str) -> None:
-    with open(path, "a") as fh:
+    with open(path, "a", encoding="utf-8", newline="") as fh:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
@@ -234,7 +252,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     out = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError:
@@ -325,13 +343,32 @@ def _cells_in(path: Path) -> list[str]:
     return list(dict.fromkeys(f[index] for f in map(_split_row, lines[1:]) if len(f) == len(columns)))
 
 
+def _schema_of(path: Path) -> int:
+    """The schema version of a table's first row (0 when it has none or it cannot be read)."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        columns, first = fh.readline().rstrip("\n").split(","), fh.readline()
+    try:
+        return int(_split_row(first)[columns.index("schema_version")])
+    except (ValueError, IndexError):
+        return 0
+
+
 def _split_row(line: str) -> list[str]:
-    return line.split(",") if '"' not in line else next(csv.reader([line]))
+    """The fields of one table line (``[]`` for a line the csv module cannot parse)."""
+    if '"' not in line:
+        return line.split(",")
+    try:
+        return next(csv.reader([line]))
+    except csv.Error:
+        return []
 
 
 def scan_table(run_dir: Path) -> TableScan:
     """Check ``results.csv`` against ``cells.done`` (see :class:`TableScan`); linear in the table size."""
     path = run_dir / TABLE_FILE
+    # the ledger first: a cell's rows are written before its entry, so every entry read now has its rows
+    # in the table read next, even while a run appends to both
+    done = _read_done(run_dir) or []
     text = _read_text(path)
     if not text:
         raise ResultsError(f"{path}: empty file (not even a header); remove the run directory and run again")
@@ -339,7 +376,6 @@ def scan_table(run_dir: Path) -> TableScan:
     columns = header.split(",")
     if "schema_version" not in columns or "cell_id" not in columns:
         raise ResultsError(f"{path}: not a scorebench result table (its first line is {header[:80]!r})")
-    done = _read_done(run_dir) or []
     index = columns.index("cell_id")
     scan = TableScan(path, header + "\n", {}, done)
     rows = body.split("\n")
@@ -452,7 +488,7 @@ class ResultTable:
         if new.empty:
             return
         for col in STRING_COLUMNS:  # one row, one line: a torn write can be cut at a row boundary
-            new[col] = new[col].str.replace(r"\r\n|\r|\n", r"\\n", regex=True)
+            new[col] = new[col].map(one_line, na_action="ignore").astype("string")
         text = new.to_csv(index=False, header=False, lineterminator="\n")
         lines = text.split("\n")[:-1]
         if len(lines) != len(new):
@@ -485,7 +521,11 @@ def read_results(path: str | Path, complete_only: bool = True) -> pd.DataFrame:
     if not path.is_file():
         raise ResultsError(f"{path}: no result table here")
     done = _read_done(path.parent)
-    if done and all(e.rows is not None for e in done):
+    if done is None and (path.parent / PROVENANCE_FILE).is_file() and _schema_of(path) >= 3:
+        raise ResultsError(f"{path}: its ledger {path.parent / DONE_FILE} is missing, so nothing tells finished "
+                           f"cells from unfinished or damaged ones; `scorebench run SUITE --out {path.parent} "
+                           "--resume` checks and reruns them")
+    if done and any(e.rows is not None for e in done):
         scan = scan_table(path.parent)
         if scan.problem():
             raise ResultsError(f"{scan.problem()}; `scorebench run SUITE --out {path.parent} --resume` reruns "

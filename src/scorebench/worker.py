@@ -57,6 +57,7 @@ def _serve(conn: Any, config: dict[str, Any]) -> None:
     """The child's loop: build a runner once, then run each cell id received and send back its rows."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
+    from .results import json_safe
     from .runner import Runner, RunSummary
 
     try:
@@ -82,8 +83,14 @@ def _serve(conn: Any, config: dict[str, Any]) -> None:
         except BaseException:
             conn.send(("crash", traceback.format_exc()))
             return
-        conn.send(("rows", (rows, asdict(summary), runner.pending)))
+        # records become JSON data here (a plugin's diagnostics may hold tensors or unpicklable objects)
+        records = [(name, [json_safe(r) for r in batch]) for name, batch in runner.pending]
         runner.pending = []
+        try:
+            conn.send(("rows", (rows, asdict(summary), records)))
+        except Exception:
+            conn.send(("crash", traceback.format_exc()))
+            return
 
 
 class CellWorker:
