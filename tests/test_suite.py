@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import scorebench.suite as suite_module
-from scorebench.suite import TEXT_EXCERPT_CHARS, SuiteError, derive_seed, load_suite
+from scorebench.suite import TEXT_EXCERPT_CHARS, SuiteError, derive_seed, load_suite, stable_hash
 from scorebench.validation import MATRIX_COPIES, SAMPLE_COPIES, available_memory, bytes_needed
 
 BASE = """
@@ -72,6 +72,26 @@ def test_cell_ids_follow_parameters_not_order(tmp_path: Path) -> None:
     assert {c.cell_id for c in a} == {c.cell_id for c in b}
     changed = load_suite(write(tmp_path, BASE.replace('method = "heun"', 'method = "euler"'), "c.toml")).cells()
     assert {c.cell_id for c in a} != {c.cell_id for c in changed}
+
+
+def test_cell_ids_are_the_hash_of_their_documented_key(tmp_path: Path) -> None:
+    """Cells are expanded from pre-formatted JSON pieces for speed; each id must still be the first 16
+    hex digits of ``stable_hash`` of the cell's key (components, labels, settings, a non-prior init),
+    the definition stored result tables and committed baselines rely on."""
+    text = BASE.replace("seeds = [0, 1]", 'seeds = [0, 1]\ntime_grid = ["uniform", "karras"]\ninit = ["prior", "exact"]'
+                        '\ntargets = ["g2"]') + '\n[[grid]]\ntargets = ["ring"]\nsteps = [7]\nn_samples = [64, 128]\n'
+    suite = load_suite(write(tmp_path, text))
+    cells = suite.cells()
+    assert {c.init for c in cells} == {"prior", "exact"} and {c.time_grid for c in cells} == {"uniform", "karras"}
+    for c in cells:
+        key = {"target": suite.spec("targets", c.target).as_dict(), "process": suite.spec("processes", c.process).as_dict(),
+               "estimator": suite.spec("estimators", c.estimator).as_dict(),
+               "sampler": suite.spec("samplers", c.sampler).as_dict(),
+               "labels": [c.target, c.process, c.estimator, c.sampler], "steps": c.steps, "n_samples": c.n_samples,
+               "time_grid": c.time_grid}
+        if c.init != "prior":
+            key["init"] = c.init
+        assert c.cell_id == stable_hash(key)[:16], c
 
 
 def test_derived_seeds_are_stable_and_distinct() -> None:

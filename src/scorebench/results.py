@@ -130,6 +130,8 @@ def _parses_as(value: Any, dtype: str) -> bool:
     return True
 
 
+#: the first line of a table of the current schema
+HEADER = ",".join(COLUMNS) + "\n"
 STRING_COLUMNS = [c for c, t in COLUMNS.items() if t == "string"]
 NUMERIC_COLUMNS = [c for c, t in COLUMNS.items() if t != "string"]
 DONE_FILE = "cells.done"
@@ -333,26 +335,6 @@ class TableScan:
         return None
 
 
-def _cells_in(path: Path) -> list[str]:
-    """The cell ids of a table's rows, in order of first appearance (unreadable lines are skipped)."""
-    lines = _read_text(path).split("\n")
-    columns = lines[0].split(",")
-    if "cell_id" not in columns:
-        return []
-    index = columns.index("cell_id")
-    return list(dict.fromkeys(f[index] for f in map(_split_row, lines[1:]) if len(f) == len(columns)))
-
-
-def _schema_of(path: Path) -> int:
-    """The schema version of a table's first row (0 when it has none or it cannot be read)."""
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        columns, first = fh.readline().rstrip("\n").split(","), fh.readline()
-    try:
-        return int(_split_row(first)[columns.index("schema_version")])
-    except (ValueError, IndexError):
-        return 0
-
-
 def _split_row(line: str) -> list[str]:
     """The fields of one table line (``[]`` for a line the csv module cannot parse)."""
     if '"' not in line:
@@ -403,8 +385,7 @@ def scan_table(run_dir: Path) -> TableScan:
         elif (hashes[cid].hexdigest() if count else _EMPTY_SHA) != entry.sha256:
             scan.damaged[cid] = f"its {count} rows differ from what was written (checksum mismatch)"
         seen.add(cid)
-    scan.complete = [e.cell_id for e in done if e.cell_id not in scan.damaged]
-    scan.complete = list(dict.fromkeys(scan.complete))
+    scan.complete = list(dict.fromkeys(e.cell_id for e in done if e.cell_id not in scan.damaged))
     scan.unfinished = [c for c in scan.lines if c not in seen]
     return scan
 
@@ -434,31 +415,33 @@ class ResultTable:
         self._writes = 0
         ledger = self.run_dir / DONE_FILE
         if not self.path.exists() and not ledger.exists():
-            atomic_write_text(self.path, ",".join(COLUMNS) + "\n")
+            atomic_write_text(self.path, HEADER)
             atomic_write_text(ledger, "")
             return
         if not self.path.exists():  # the table is gone: every cell the ledger lists is damaged
-            atomic_write_text(self.path, ",".join(COLUMNS) + "\n")
+            atomic_write_text(self.path, HEADER)
         self._repair()
 
     def _repair(self) -> None:
         """Keep exactly the complete cells; rewrite both files when anything else is there."""
-        if not (self.run_dir / DONE_FILE).exists():  # the ledger is gone: nothing vouches for any row
-            self.damaged = {c: f"{DONE_FILE} is missing" for c in _cells_in(self.path)}
-            atomic_write_text(self.run_dir / DONE_FILE, "")
-            atomic_write_text(self.path, ",".join(COLUMNS) + "\n")
-            return
+        ledger_lost = not (self.run_dir / DONE_FILE).exists()
         scan = scan_table(self.run_dir)
-        if scan.header.strip().split(",") != list(COLUMNS):
+        if scan.header != HEADER:
             raise ResultsError(f"{self.path}: its columns are not those of schema version {SCHEMA_VERSION}; "
                                "start a new run (the old table stays readable)")
         self.damaged = dict(scan.damaged)
+        if ledger_lost:  # nothing vouches for any row
+            self.damaged.update({c: f"{DONE_FILE} is missing" for c in scan.unfinished})
         self.done = set(scan.complete)
-        entries = {e.cell_id: e for e in scan.done if e.cell_id in self.done}
-        if scan.damaged or scan.unfinished or scan.garbage or scan.torn or len(entries) != len(scan.done):
-            # cells.done first: a kill between the two writes leaves rows without an entry, cut next time
-            atomic_write_text(self.run_dir / DONE_FILE, "".join(entries[c].line() for c in scan.complete))
-            atomic_write_text(self.path, scan.text(scan.complete))
+        if ledger_lost or scan.damaged or scan.unfinished or scan.garbage or scan.torn:
+            self._rewrite(scan, scan.complete)
+
+    def _rewrite(self, scan: TableScan, keep: list[str]) -> None:
+        """Both files holding exactly the cells ``keep`` (complete cells of ``scan``).  The ledger goes
+        first: a kill between the two writes leaves rows without an entry, which the next open cuts."""
+        entries = {e.cell_id: e for e in scan.done}
+        atomic_write_text(self.run_dir / DONE_FILE, "".join(entries[c].line() for c in keep))
+        atomic_write_text(self.path, scan.text(keep))
 
     def finished_cells(self) -> set[str]:
         return set(self.done)
@@ -477,10 +460,7 @@ class ResultTable:
         if not cells:
             return
         scan = scan_table(self.run_dir)
-        keep = [c for c in scan.complete if c not in cells]
-        entries = {e.cell_id: e for e in scan.done}
-        atomic_write_text(self.run_dir / DONE_FILE, "".join(entries[c].line() for c in keep))
-        atomic_write_text(self.path, scan.text(keep))
+        self._rewrite(scan, [c for c in scan.complete if c not in cells])
         self.done -= cells
 
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
@@ -521,10 +501,6 @@ def read_results(path: str | Path, complete_only: bool = True) -> pd.DataFrame:
     if not path.is_file():
         raise ResultsError(f"{path}: no result table here")
     done = _read_done(path.parent)
-    if done is None and (path.parent / PROVENANCE_FILE).is_file() and _schema_of(path) >= 3:
-        raise ResultsError(f"{path}: its ledger {path.parent / DONE_FILE} is missing, so nothing tells finished "
-                           f"cells from unfinished or damaged ones; `scorebench run SUITE --out {path.parent} "
-                           "--resume` checks and reruns them")
     if done and any(e.rows is not None for e in done):
         scan = scan_table(path.parent)
         if scan.problem():
@@ -550,6 +526,10 @@ def read_results(path: str | Path, complete_only: bool = True) -> pd.DataFrame:
     if len(versions) > 1:
         raise ResultsError(f"{path}: mixed schema versions {sorted(versions)}")
     version = versions.pop() if versions else SCHEMA_VERSION
+    if done is None and version >= 3 and (path.parent / PROVENANCE_FILE).is_file():
+        raise ResultsError(f"{path}: its ledger {path.parent / DONE_FILE} is missing, so nothing tells finished "
+                           f"cells from unfinished or damaged ones; `scorebench run SUITE --out {path.parent} "
+                           "--resume` checks and reruns them")
     if version > SCHEMA_VERSION:
         raise ResultsError(
             f"{path}: schema version {version} is newer than this scorebench reads ({SCHEMA_VERSION}); upgrade"

@@ -384,6 +384,11 @@ class Runner:
     def _failed_rows(self, cell: Cell, seed: int, base: dict[str, Any], status: str, msg: str) -> list[dict]:
         return [{**base, "metric": m, "status": status, "message": msg} for m in cell.metrics]
 
+    def _cell_failed_rows(self, cell: Cell, status: str, msg: str) -> list[dict]:
+        """The rows of a cell that did not run (every seed x metric), with ``status`` and ``msg``."""
+        return [row for seed in self.suite.seeds_of(cell)
+                for row in self._failed_rows(cell, seed, self._base_row(cell, seed), status, msg)]
+
     def run_seed(self, cell: Cell, seed: int, summary: RunSummary,
                  info: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """The rows of one cell x seed; ``info`` receives the sampler's diagnostics (``SampleResult.info``)."""
@@ -659,8 +664,7 @@ class Runner:
         table = ResultTable(self.run_dir)
 
         cells = self.suite.cells()
-        by_id = {c.cell_id: c for c in cells}
-        unknown = sorted(set(self.skip) - set(by_id))
+        unknown = sorted(self.skip - {c.cell_id for c in cells})
         if unknown:
             raise SuiteError(f"--skip {unknown[0]}: no cell of suite {self.suite.name!r} has this id "
                              f"(the cell_id column of {self.run_dir / TABLE_FILE} lists them)")
@@ -679,8 +683,7 @@ class Runner:
             bar.set_postfix_str(f"{cell.target}/{cell.process}/{cell.estimator}/{cell.sampler}/{cell.steps}")
             try:
                 if cell.cell_id in self.skip:
-                    rows = [row for seed in self.suite.seeds_of(cell) for row in self._failed_rows(
-                        cell, seed, self._base_row(cell, seed), "skipped", "left out with --skip")]
+                    rows = self._cell_failed_rows(cell, "skipped", "left out with --skip")
                 elif self.timeout is not None:
                     rows = self._run_in_worker(cell, summary)
                 else:
@@ -724,8 +727,7 @@ class Runner:
             for name, batch in records:
                 self._write_records(name, batch)
             return rows
-        return [row for seed in self.suite.seeds_of(cell)
-                for row in self._failed_rows(cell, seed, self._base_row(cell, seed), status, msg)]
+        return self._cell_failed_rows(cell, status, msg)
 
 
 def run_suite(
