@@ -176,8 +176,11 @@ metrics = ["exact_w2"]
     from scorebench.results import read_results
 
     frame = read_results(tmp_path / "run")
+    # Measured wall times carry machine noise (on a loaded machine more than TIME_REL, and not even
+    # monotone in the step count), so a faster copy may rightly win at matched wall time.  Give every
+    # cell a cost proportional to its NFE, the twin's 10% higher: within TIME_REL, all ties.
+    frame["sample_s"] = frame["nfe"] * 1e-3 * np.where(frame["sampler"] == "twin", 1.1, 1.0)
     twin = compare_proposal(frame, "twin", ["em"]).units
-    # ties everywhere, also at matched wall time, where the copies' timings differ by noise
     assert (twin["verdict"] == TIE).all() and set(twin["match"]) == {"steps", "nfe", "time"}
     exact_cost = twin[twin["match"] != "time"]
     assert (exact_cost["diff"] == 0).all() and np.allclose(exact_cost["ratio"].dropna(), 1.0)
