@@ -14,12 +14,27 @@ Covariances are stored by eigendecomposition ``Sigma_k = U_k diag(lambda_k) U_k^
 the forward noise keeps (``C_k = U_k diag(alpha^2 lambda_k + sigma^2) U_k^T``).  Three storage
 kinds, as in scikit-learn's ``GaussianMixture(covariance_type=...)``:
 
-* ``diag`` (also spherical): ``U_k = I``.  Quadratic forms use the matmul expansion
-  ``(x^2) P^T - 2 x (mu P)^T + sum mu^2 P`` with ``P = 1/lambda``: memory ``O(N d + N K)``,
-  never an ``N x K x d`` temporary.
+* ``diag`` (also spherical): ``U_k = I``.
 * ``tied``: one shared ``U``; points are rotated once and the diag path is used.
 * ``full``: one ``U_k`` per component; a loop over components (never over particles) with a
   streaming log-sum-exp keeps memory at ``O(N d + N K)``.
+
+Scores are computed in the dtype of ``x`` (float32 in a suite) and stay accurate there.  The
+matmul expansion ``|y - m_k|^2_P = |y|^2_P - 2 y.(P m_k) + |m_k|^2_P`` cancels catastrophically
+in float32 when ``|y|, |m_k|`` are large against the component widths.  For ``diag`` and
+``tied`` each row is therefore centred on its most likely component ``k*`` (found by a cheap,
+rough expansion) before the accurate pass: with ``y' = y - m_{k*}`` and
+``D_k = m_k - m_{k*}``,
+
+    |y - m_k|^2_P = |y'|^2_P - 2 y'.(P D_k) + |D_k|^2_P,
+    score = -(sum_k w_k P_k) y' + sum_{k != k*} w_k P_k D_k,
+
+where ``|D_k|^2_P`` comes from a ``K x K`` table built in float64, the cross term of ``k*``
+is exactly zero and ``y'`` is formed by a compensated subtraction (``m = m_hi + m_lo``, both
+in the working dtype).  Every error term is then relative to the size of ``y'`` or of the
+weights of the other components, never to ``|y|`` or ``|m|``.  The ``full`` path subtracts
+each compensated mean before rotating.  Tables depending only on the mixture (precisions,
+rotated means, ``|D|^2`` table, constants) are built once per dtype and device and cached.
 """
 
 from __future__ import annotations
@@ -146,8 +161,17 @@ class GaussianMixture(Target):
         return GaussianMixture(self.weights, a * self.means, a * a * self.eigvals + s2, self.basis)
 
     # -- density and score -----------------------------------------------------------
+    def _tables(self, dtype: torch.dtype, device: torch.device) -> _ScoreTables:
+        """The x-independent tables of :meth:`score` in ``dtype`` on ``device`` (built once)."""
+        key = (dtype, device)
+        cache = self.__dict__.setdefault("_table_cache", {})
+        if key not in cache:
+            cache[key] = _ScoreTables.build(self, dtype, device)
+        return cache[key]
+
     def _diag_logits(self, y: Tensor, means: Tensor, eigvals: Tensor) -> Tensor:
-        """``(N, K)`` log pi_k + log N(y; mu_k, diag(lambda_k)) by the matmul expansion."""
+        """``(N, K)`` log pi_k + log N(y; mu_k, diag(lambda_k)) by the plain matmul expansion
+        (exact enough in float64; :meth:`log_prob` works in float64)."""
         prec = 1.0 / eigvals  # (K, d)
         quad = (y * y) @ prec.T - 2.0 * y @ (means * prec).T + (means * means * prec).sum(1)
         quad = quad.clamp_min(0.0)
@@ -161,14 +185,12 @@ class GaussianMixture(Target):
         return x @ basis, means @ basis, eigvals, basis
 
     def _full_component(self, x: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        """Log-weighted density and score of component ``k`` (full covariance)."""
-        U = _to(self.basis[k], x)
-        lam = _to(self.eigvals[k], x)
-        y = (x - _to(self.means[k], x)) @ U  # (N, d)
-        logit = (
-            float(self.log_weights[k])
-            - 0.5 * ((y * y / lam).sum(1) + float(torch.log(self.eigvals[k]).sum()) + self.dim * _LOG_2PI)
-        )
+        """Log-weighted density and score of component ``k`` (full covariance), in ``x``'s dtype:
+        the compensated mean is subtracted before the rotation."""
+        tab = self._tables(x.dtype, x.device)
+        U, lam = tab.basis[k], tab.eigvals[k]
+        y = ((x - tab.mean_hi[k]) - tab.mean_lo[k]) @ U  # (N, d)
+        logit = tab.const[k] - 0.5 * (y * y / lam).sum(1)
         return logit, -(y / lam) @ U.T
 
     def log_prob(self, x: Tensor) -> Tensor:
@@ -183,19 +205,51 @@ class GaussianMixture(Target):
         return torch.logsumexp(logits, dim=1).to(dtype)
 
     def score(self, x: Tensor) -> Tensor:
-        """Exact ``grad log p(x)``, shape ``(n, d)``, computed in float64 and returned in
-        ``x``'s dtype (in float32 the expanded quadratic forms lose all accuracy when the
-        means are far from the origin compared with the component widths)."""
+        """Exact ``grad log p(x)``, shape ``(n, d)``, computed in ``x``'s dtype and accurate
+        there (relative error a few float32 ulps times the conditioning; see the module
+        docstring for the centred expansion)."""
         check_points(x, self.dim)
-        dtype = x.dtype
-        x = x.to(torch.float64)
         if self.covariance_type == "full":
-            return self._full_score(x).to(dtype)
-        y, means, eigvals, basis = self._rotated(x)
-        resp = torch.softmax(self._diag_logits(y, means, eigvals), dim=1)  # (N, K)
-        prec = 1.0 / eigvals
-        s = resp @ (means * prec) - y * (resp @ prec)
-        return (s if basis is None else s @ basis.T).to(dtype)
+            return self._full_score(x)
+        tab = self._tables(x.dtype, x.device)
+        if self.n_components == 1:
+            y = (x - tab.mean_hi[0]) - tab.mean_lo[0]
+            return -(y @ tab.basis / tab.eigvals[0]) @ tab.basis.T if tab.basis is not None else -y / tab.eigvals[0]
+        return self._centred_score(x, tab)
+
+    def _centred_score(self, x: Tensor, tab: _ScoreTables) -> Tensor:
+        """The centred expansion of the module docstring.  Per-component quantities are laid out
+        ``(K, N)`` (softmax, max and the products with the tables then run along contiguous rows,
+        several times faster than ``(N, K)`` for small ``K``); the row of ``k*`` is picked by a
+        one-hot matrix product, which is exact."""
+        basis = tab.basis
+        y = x - tab.centre if basis is None else (x - tab.centre) @ basis
+        # rough pass: twice the logits up to a per-row constant; only its argmax is used
+        rough = tab.prec_mean @ (2.0 * y).T
+        if not tab.shared_precision:
+            rough -= tab.prec @ (y * y).T
+        rough += tab.rough_const[:, None]
+        top = rough == rough.amax(dim=0)
+        onehot = (top & (top.cumsum(0) == 1)).to(x.dtype)  # (K, N), one 1 per column even on ties
+        d = self.dim
+        picked = onehot.T @ tab.picked  # (N, 3d): hi and lo parts of m_{k*}, and m_{k*} rotated
+        centred = (x - picked[:, :d]) - picked[:, d:2 * d]
+        y = centred if basis is None else centred @ basis
+        mk = picked[:, 2 * d:]
+        # With P_k = Pbar + dP_k (Pbar the mean precision): -|y - m_k|^2_{P_k} / 2 equals, up to terms
+        # common to all k, y'.(Pbar m_k) + y'.(dP_k D_k) - |y'|^2_{dP_k} / 2 - |D_k|^2_{P_k} / 2.
+        logits = tab.base_prec_mean @ y.T
+        if not tab.shared_precision:  # the dP terms, each relative to the spread of the precisions
+            cross = tab.dev_prec_mean @ y.T - tab.dev_prec @ (y * mk).T
+            logits += cross * (1.0 - onehot) - 0.5 * (tab.dev_prec @ (y * y).T)  # the k* cross term is 0
+        logits += tab.const[:, None] - 0.5 * (tab.dist2.T @ onehot)
+        resp = torch.softmax(logits, dim=0)  # (K, N)
+        others = resp - resp * onehot
+        if tab.shared_precision:
+            s = tab.prec[0] * (others.T @ tab.rot_mean - others.sum(0)[:, None] * mk - y)
+        else:
+            s = others.T @ tab.prec_mean - (others.T @ tab.prec) * mk - (resp.T @ tab.prec) * y
+        return s if basis is None else s @ basis.T
 
     def _full_score(self, x: Tensor) -> Tensor:
         # streaming softmax over components: running max, normaliser and weighted score
@@ -249,3 +303,48 @@ class GaussianMixture(Target):
             "n_components": self.n_components,
             "covariance_type": self.covariance_type,
         }
+
+
+class _ScoreTables:
+    """What :meth:`GaussianMixture.score` needs besides ``x``, in one dtype on one device.
+
+    Built in float64 and cast once: ``mean_hi + mean_lo`` (compensated means, original basis),
+    ``centre`` (the average mean), ``rot_mean`` (means minus ``centre``, in the eigenbasis),
+    ``prec = 1/lambda``, its average ``Pbar`` over components and deviations ``dev_prec``, their
+    products with ``rot_mean``, ``const = log pi_k - (log det + d log 2 pi)/2``,
+    ``rough_const = 2 const - |m_k|^2_P`` (the rough pass works with twice the logits),
+    ``dist2[j, k] = |m_k - m_j|^2_{P_k}`` and ``picked`` (hi, lo and rotated mean side by side,
+    gathered for ``k*`` by one product with a one-hot matrix).
+    """
+
+    def __init__(self, **tables: Any) -> None:
+        self.__dict__.update(tables)
+
+    @classmethod
+    def build(cls, mix: GaussianMixture, dtype: torch.dtype, device: torch.device) -> _ScoreTables:
+        def cast(v: Tensor | None) -> Tensor | None:
+            return None if v is None else v.to(device=device, dtype=dtype)
+
+        means, lam = mix.means, mix.eigvals
+        hi = means.to(dtype)
+        lo = (means - hi.to(torch.float64)).to(dtype)
+        const = mix.log_weights - 0.5 * (torch.log(lam).sum(1) + mix.dim * _LOG_2PI)
+        prec = 1.0 / lam
+        # means about their average, so that products with them round relative to the spread of
+        # the means rather than to their distance from the origin (differences m_k - m_j are unchanged)
+        centre = means.mean(0)
+        rot = means - centre if mix.basis is None or mix.basis.ndim == 3 else (means - centre) @ mix.basis
+        # dist2[j, k] = |m_k - m_j|^2_{P_k} by the expansion, in float64 (no K x K x d temporary)
+        dist2 = ((rot * rot * prec).sum(1)[None, :] - 2.0 * rot @ (prec * rot).T + (rot * rot) @ prec.T).clamp_min(0.0)
+        dist2.fill_diagonal_(0.0)
+        rough_const = 2.0 * const - (rot * rot * prec).sum(1)
+        shared = bool((lam == lam[0]).all())
+        base = prec.mean(0)  # Pbar
+        return cls(
+            shared_precision=shared, picked=cast(torch.cat([hi.to(torch.float64), lo.to(torch.float64), rot], 1)),
+            mean_hi=hi.to(device), mean_lo=lo.to(device), rot_mean=cast(rot), eigvals=cast(lam), prec=cast(prec),
+            prec_mean=cast(prec * rot), base_prec_mean=cast(base * rot), dev_prec=cast(prec - base),
+            dev_prec_mean=cast((prec - base) * rot), const=cast(const), rough_const=cast(rough_const),
+            dist2=cast(dist2),
+            basis=cast(mix.basis), centre=cast(centre),
+        )
