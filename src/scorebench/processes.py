@@ -40,6 +40,8 @@ from .registry import Registry
 Time = float | Tensor
 
 PROCESSES: Registry[ForwardProcess] = Registry("process", "scorebench.processes")
+#: coefficient values a process keeps (:meth:`ForwardProcess.scalars`); the cache restarts beyond
+SCALAR_CACHE_SIZE = 1 << 16
 
 
 def _as_time(t: Time) -> Tensor:
@@ -139,6 +141,28 @@ class ForwardProcess(ABC):
                 f"{what}={tt.tolist()} is outside [t_min, T] = [{self.t_min}, {self.T}] "
                 f"of process {self.name!r}"
             )
+
+    def scalars(self, method: str, *times: float) -> tuple[float, ...]:
+        """``getattr(self, method)(*times)`` as Python floats (a tuple, also for one value), computed
+        once per method and times and then cached: a sampler's per-step coefficients cost a dict
+        look-up after the first run over a grid.  For methods of float times only (``f``, ``g2``,
+        ``alpha``, ``sigma2``, ``transition``, ``exponential_integrator``, ...)."""
+        key = (method, *times)
+        cache = self.__dict__.setdefault("_scalar_cache", {})
+        hit = cache.get(key)
+        if hit is None:
+            value = getattr(self, method)(*times)
+            hit = tuple(float(v) for v in value) if isinstance(value, tuple) else (float(value),)
+            if len(cache) >= SCALAR_CACHE_SIZE:
+                cache.clear()
+            cache[key] = hit
+        return hit
+
+    def check_scalar_time(self, t: float) -> None:
+        """:meth:`check_time` for one Python number, without building a tensor (a score call's check)."""
+        tol = 1e-9 * max(1.0, self.T)
+        if not (self.t_min - tol <= t <= self.T + tol):  # also False for NaN
+            self.check_time(float(t))
 
     def transition(self, s: Time, t: Time) -> tuple[Tensor, Tensor]:
         """Forward transition ``X_t = a X_s + b Z`` for ``s <= t``; returns ``(a, b^2)``.

@@ -9,6 +9,7 @@ report their number of function evaluations (NFE).
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -17,6 +18,7 @@ from torch import Tensor
 
 from ..registry import Registry
 from ..targets.base import Target, check_points
+from ..validation import is_int_at_least
 
 if TYPE_CHECKING:
     from ..processes import ForwardProcess, Time
@@ -30,6 +32,10 @@ class ScoreModel(ABC):
     ``calls`` counts batched evaluations, ``evaluations`` counts rows (particles).
     """
 
+    #: run the model's kernel through ``torch.compile`` where it has one (set by
+    #: ``Sampler.sample(..., compile=True)``; a model without a compiled kernel ignores it)
+    compile: bool = False
+
     def __init__(self, dim: int, process: ForwardProcess) -> None:
         self.dim = dim
         self.process = process
@@ -38,6 +44,11 @@ class ScoreModel(ABC):
 
     def __call__(self, x: Tensor, t: Time) -> Tensor:
         check_points(x, self.dim)
+        if isinstance(t, float | int) and not isinstance(t, bool):  # the samplers' case: no tensors built
+            self.process.check_scalar_time(t)
+            self.calls += 1
+            self.evaluations += x.shape[0]
+            return self.score(x, t)
         t_tensor = torch.as_tensor(t, dtype=torch.float64)
         if t_tensor.ndim > 1 or (t_tensor.ndim == 1 and t_tensor.shape[0] != x.shape[0]):
             raise ValueError(
@@ -68,6 +79,15 @@ class Estimator(ABC):
     registered_name: ClassVar[str] = ""
     #: the fitted model is affine in x whenever the target is Gaussian (exact laws apply)
     preserves_affinity: ClassVar[bool] = False
+    #: the training budget under ``--quick``: parameter -> the largest value a quick run uses
+    #: (iterations, training set size, ...; see :meth:`quick_params`); empty: nothing to cut
+    quick_budget: ClassVar[dict[str, int]] = {}
+
+    @classmethod
+    def quick_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """The constructor ``params`` of the ``--quick`` version of this estimator: each parameter
+        of :attr:`quick_budget` capped at its quick value (see :func:`cut_budget`)."""
+        return cut_budget(cls, params, cls.quick_budget)
 
     @property
     def name(self) -> str:
@@ -88,6 +108,41 @@ class Estimator(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "name")
         return f"{type(self).__name__}({args})"
+
+
+def cut_budget(
+    cls: type, params: dict[str, Any], caps: dict[str, int], defaults: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``params`` with each integer parameter named in ``caps`` lowered to its cap.
+
+    A parameter's value is the one given in ``params``, else ``defaults``, else the constructor's
+    default.  A value at or below its cap (an explicitly smaller budget) stays, as does one that
+    is not a positive integer.  A parameter left at its default is added only where it is cut, so
+    that an estimator with nothing to cut keeps its parameters, and its cells their ids.  Caps
+    apply one at a time, in order, and a cut is kept only where ``cls`` still accepts the
+    parameters (a minibatch larger than a cut training set, say, keeps that training set).
+    """
+    try:
+        signature = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        signature = {}
+    out = dict(params)
+    for key, cap in caps.items():
+        if key in out:
+            now = out[key]
+        elif defaults is not None and key in defaults:
+            now = defaults[key]
+        else:
+            now = getattr(signature.get(key), "default", None)
+        if not is_int_at_least(now, 1) or now <= cap:
+            continue
+        trial = {**out, key: cap}
+        try:
+            cls(**trial)
+        except (ValueError, TypeError):
+            continue
+        out = trial
+    return out
 
 
 def require_exact_target(data: Target | Tensor, estimator: str) -> Target:

@@ -113,7 +113,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -819,7 +819,12 @@ class ConvexReLU(Estimator):
     ``record.extra`` holds the level times, the number of patterns and active neurons per
     level, the final convex objective, constraint violation and residuals per level, and
     ``width`` (the largest number of active neurons at one level).
+
+    Under ``--quick`` (:attr:`quick_budget`) at most 100 solver iterations, 100 training points and
+    32 pattern directions (the cost of an iteration grows with patterns x points).
     """
+
+    quick_budget: ClassVar[dict[str, int]] = {"iterations": 100, "n_train": 100, "n_patterns": 32}
 
     def __init__(
         self, beta: float = 1e-2, n_train: int = 200, n_times: int = 8, n_patterns: int = 128,

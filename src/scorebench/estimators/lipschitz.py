@@ -49,7 +49,7 @@ import torch
 from torch import Tensor
 
 from ..validation import is_int_at_least, is_positive_real
-from .base import ESTIMATORS, Estimator
+from .base import ESTIMATORS, Estimator, cut_budget
 from .networks import (
     LIPSCHITZ_ACTIVATIONS,
     LipschitzMLP,
@@ -82,6 +82,11 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
         "L": 10.0, "skip": 0.0, "width": 128, "depth": 3, "activation": "maxmin", "lr": 1e-3,
         "iterations": 5000, "batch_size": 256, "weighting": "noise",
     },
+}
+#: the training budget of each family under ``--quick`` (see :meth:`Lipschitz.quick_params`)
+QUICK_BUDGET: dict[str, dict[str, int]] = {
+    "affine": {"iterations": 5000, "n_train": 2000},
+    "network": {"iterations": 200, "n_train": 2000},
 }
 #: iterations of the SGLD recursion whose draws are made at once (capped by memory)
 SGLD_BLOCK = 1024
@@ -143,6 +148,9 @@ class Lipschitz(Estimator):
         Lipschitz bound of the network part (default 10), coefficient of the fixed skip ``-skip x``
         (default 0), hidden units (even for ``maxmin``; 128), hidden layers (3), 1-Lipschitz
         activation (``maxmin``, ``relu``, ``tanh``), Adam step (1e-3).
+
+    Under ``--quick`` (:data:`QUICK_BUDGET`) at most 5000 SGLD iterations (affine) or 200 Adam
+    iterations (network), on at most 2000 training points.
     """
 
     def __init__(
@@ -191,6 +199,14 @@ class Lipschitz(Estimator):
         self.params = p
         self.n_train = n_train
         self.seconds = None if seconds is None else float(seconds)
+
+    @classmethod
+    def quick_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """The family's :data:`QUICK_BUDGET` (its defaults depend on the family)."""
+        family = params.get("family", "affine")
+        if family not in FAMILIES:
+            return dict(params)
+        return cut_budget(cls, params, QUICK_BUDGET[family], FAMILY_DEFAULTS[family])
 
     @property
     def preserves_affinity(self) -> bool:  # type: ignore[override]

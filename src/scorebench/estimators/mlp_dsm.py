@@ -26,7 +26,7 @@ constant, science.md F.6); the fitted model is then the best held-out one and th
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
@@ -70,7 +70,11 @@ class MLPDSM(Estimator):
         Held-out fraction in ``[0, 1)`` for early stopping on the validation DSM loss (0: off), and the
         number of loss records (one every ``iterations // 100`` iterations) without improvement
         after which training stops.
+
+    Under ``--quick`` (:attr:`quick_budget`) at most 200 iterations on at most 2000 training points.
     """
+
+    quick_budget: ClassVar[dict[str, int]] = {"iterations": 200, "n_train": 2000}
 
     def __init__(
         self, width: int = 128, depth: int = 3, lr: float = 1e-3, iterations: int = 5000, batch_size: int = 256,

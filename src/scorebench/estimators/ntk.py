@@ -115,7 +115,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -352,7 +352,13 @@ class _Prepared:
 
 
 class _NTKBase(Estimator):
-    """Parameters, validation and data preparation shared by ``ntk`` and ``ntk_kernel``."""
+    """Parameters, validation and data preparation shared by ``ntk`` and ``ntk_kernel``.
+
+    Under ``--quick`` (:attr:`quick_budget`) both take at most 200 iterations on at most 500
+    training points, so that the network and its infinite-width limit stay comparable.
+    """
+
+    quick_budget: ClassVar[dict[str, int]] = {"iterations": 200, "n_train": 500}
 
     def __init__(
         self, n_train: int, iterations: int, seconds: float | None, lr: float | None, stopping: str,

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ..targets.base import Target
+from ..targets.mixture import GaussianMixture
 from ..validation import is_int_at_least
 from .base import ESTIMATORS, Estimator, ScoreModel, require_exact_target
 
@@ -37,14 +38,35 @@ def exact_score(target: Target, process: ForwardProcess, x: Tensor, t: Time) -> 
     return out
 
 
+#: marginals an :class:`OracleScore` keeps (one per time of a grid; the oldest is dropped beyond)
+MARGINAL_CACHE_SIZE = 4096
+
+
 class OracleScore(ScoreModel):
-    """The exact score of the diffused target."""
+    """The exact score of the diffused target.
+
+    The marginal ``p_t`` of each scalar time is built once and kept (with its score tables for
+    each dtype and device, see :class:`~scorebench.targets.mixture.GaussianMixture`), so a
+    sampler's steps do not rebuild it at every call."""
 
     def __init__(self, target: Target, process: ForwardProcess) -> None:
         super().__init__(target.dim, process)
         self.target = target
+        self._marginals: dict[float, Target] = {}
+
+    def marginal(self, t: float) -> Target:
+        """``p_t``, cached."""
+        p_t = self._marginals.get(t)
+        if p_t is None:
+            if len(self._marginals) >= MARGINAL_CACHE_SIZE:
+                self._marginals.pop(next(iter(self._marginals)))
+            p_t = self._marginals[t] = self.target.marginal(self.process, t)
+        return p_t
 
     def score(self, x: Tensor, t: Time) -> Tensor:
+        if isinstance(t, float | int) and not isinstance(t, bool):
+            p_t = self.marginal(float(t))
+            return p_t.score(x, compile=True) if self.compile and isinstance(p_t, GaussianMixture) else p_t.score(x)
         return exact_score(self.target, self.process, x, t)
 
 

@@ -46,7 +46,7 @@ class DDPM(Sampler):
         self, score: ScoreModel, process: ForwardProcess, x: Tensor, t: float, t_next: float,
         noise: Tensor | None,
     ) -> Tensor:
-        a, b2 = (float(v) for v in process.transition(t_next, t))
+        a, b2 = process.scalars("transition", t_next, t)
         x_mean = (x + b2 * score(x, t)) / a
         var = b2 if self.variance == "upper" else float(process.sigma2(t_next)) * b2 / float(process.sigma2(t))
         return x_mean + math.sqrt(max(var, 0.0)) * noise[:, 0]

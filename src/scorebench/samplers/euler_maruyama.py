@@ -30,6 +30,6 @@ class EulerMaruyama(Sampler):
         noise: Tensor | None,
     ) -> Tensor:
         h = t - t_next
-        f, g2 = float(process.f(t)), float(process.g2(t))
-        x_mean = x - h * (f * x - g2 * score(x, t))
-        return x_mean + math.sqrt(g2 * h) * noise[:, 0]
+        (f,), (g2,) = process.scalars("f", t), process.scalars("g2", t)
+        # x - h (f x - g2 s) + sqrt(g2 h) z, in three passes over the particles
+        return (x * (1.0 - h * f)).add_(score(x, t), alpha=h * g2).add_(noise[:, 0], alpha=math.sqrt(g2 * h))

@@ -32,5 +32,5 @@ class ExponentialIntegrator(Sampler):
         self, score: ScoreModel, process: ForwardProcess, x: Tensor, t: float, t_next: float,
         noise: Tensor | None,
     ) -> Tensor:
-        A, c, q = (float(v) for v in process.exponential_integrator(t, t_next))
+        A, c, q = process.scalars("exponential_integrator", t, t_next)
         return A * x + c * score(x, t) + math.sqrt(max(q, 0.0)) * noise[:, 0]

@@ -77,7 +77,7 @@ class PredictorCorrector(Sampler):
         self, score: ScoreModel, process: ForwardProcess, x: Tensor, t: float, t_next: float,
         noise: Tensor | None,
     ) -> Tensor:
-        a, b2 = (float(v) for v in process.transition(t_next, t))
+        a, b2 = process.scalars("transition", t_next, t)
         for j in range(self.corrector_steps):
             s = score(x, t)
             z = noise[:, j]

@@ -36,7 +36,8 @@ class ProbabilityFlowODE(Sampler):
 
     @staticmethod
     def velocity(score: ScoreModel, process: ForwardProcess, x: Tensor, t: float) -> Tensor:
-        return float(process.f(t)) * x - 0.5 * float(process.g2(t)) * score(x, t)
+        (f,), (g2,) = process.scalars("f", t), process.scalars("g2", t)
+        return f * x - 0.5 * g2 * score(x, t)
 
     def step(
         self, score: ScoreModel, process: ForwardProcess, x: Tensor, t: float, t_next: float,

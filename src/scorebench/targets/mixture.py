@@ -40,7 +40,7 @@ rotated means, ``|D|^2`` table, constants) are built once per dtype and device a
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -204,10 +204,11 @@ class GaussianMixture(Target):
             logits = self._diag_logits(y, means, eigvals)
         return torch.logsumexp(logits, dim=1).to(dtype)
 
-    def score(self, x: Tensor) -> Tensor:
+    def score(self, x: Tensor, compile: bool = False) -> Tensor:
         """Exact ``grad log p(x)``, shape ``(n, d)``, computed in ``x``'s dtype and accurate
         there (relative error a few float32 ulps times the conditioning; see the module
-        docstring for the centred expansion)."""
+        docstring for the centred expansion).  ``compile=True`` runs the ``diag``/``tied`` kernel
+        through ``torch.compile`` (compiled once per process; results equal to float rounding)."""
         check_points(x, self.dim)
         if self.covariance_type == "full":
             return self._full_score(x)
@@ -215,41 +216,7 @@ class GaussianMixture(Target):
         if self.n_components == 1:
             y = (x - tab.mean_hi[0]) - tab.mean_lo[0]
             return -(y @ tab.basis / tab.eigvals[0]) @ tab.basis.T if tab.basis is not None else -y / tab.eigvals[0]
-        return self._centred_score(x, tab)
-
-    def _centred_score(self, x: Tensor, tab: _ScoreTables) -> Tensor:
-        """The centred expansion of the module docstring.  Per-component quantities are laid out
-        ``(K, N)`` (softmax, max and the products with the tables then run along contiguous rows,
-        several times faster than ``(N, K)`` for small ``K``); the row of ``k*`` is picked by a
-        one-hot matrix product, which is exact."""
-        basis = tab.basis
-        y = x - tab.centre if basis is None else (x - tab.centre) @ basis
-        # rough pass: twice the logits up to a per-row constant; only its argmax is used
-        rough = tab.prec_mean @ (2.0 * y).T
-        if not tab.shared_precision:
-            rough -= tab.prec @ (y * y).T
-        rough += tab.rough_const[:, None]
-        top = rough == rough.amax(dim=0)
-        onehot = (top & (top.cumsum(0) == 1)).to(x.dtype)  # (K, N), one 1 per column even on ties
-        d = self.dim
-        picked = onehot.T @ tab.picked  # (N, 3d): hi and lo parts of m_{k*}, and m_{k*} rotated
-        centred = (x - picked[:, :d]) - picked[:, d:2 * d]
-        y = centred if basis is None else centred @ basis
-        mk = picked[:, 2 * d:]
-        # With P_k = Pbar + dP_k (Pbar the mean precision): -|y - m_k|^2_{P_k} / 2 equals, up to terms
-        # common to all k, y'.(Pbar m_k) + y'.(dP_k D_k) - |y'|^2_{dP_k} / 2 - |D_k|^2_{P_k} / 2.
-        logits = tab.base_prec_mean @ y.T
-        if not tab.shared_precision:  # the dP terms, each relative to the spread of the precisions
-            cross = tab.dev_prec_mean @ y.T - tab.dev_prec @ (y * mk).T
-            logits += cross * (1.0 - onehot) - 0.5 * (tab.dev_prec @ (y * y).T)  # the k* cross term is 0
-        logits += tab.const[:, None] - 0.5 * (tab.dist2.T @ onehot)
-        resp = torch.softmax(logits, dim=0)  # (K, N)
-        others = resp - resp * onehot
-        if tab.shared_precision:
-            s = tab.prec[0] * (others.T @ tab.rot_mean - others.sum(0)[:, None] * mk - y)
-        else:
-            s = others.T @ tab.prec_mean - (others.T @ tab.prec) * mk - (resp.T @ tab.prec) * y
-        return s if basis is None else s @ basis.T
+        return (_compiled_centred_score() if compile else _centred_score)(x, tab)
 
     def _full_score(self, x: Tensor) -> Tensor:
         # streaming softmax over components: running max, normaliser and weighted score
@@ -305,7 +272,7 @@ class GaussianMixture(Target):
         }
 
 
-class _ScoreTables:
+class _ScoreTables(NamedTuple):
     """What :meth:`GaussianMixture.score` needs besides ``x``, in one dtype on one device.
 
     Built in float64 and cast once: ``mean_hi + mean_lo`` (compensated means, original basis),
@@ -317,8 +284,22 @@ class _ScoreTables:
     gathered for ``k*`` by one product with a one-hot matrix).
     """
 
-    def __init__(self, **tables: Any) -> None:
-        self.__dict__.update(tables)
+    shared_precision: bool
+    picked: Tensor
+    mean_hi: Tensor
+    mean_lo: Tensor
+    rot_mean: Tensor
+    eigvals: Tensor
+    prec: Tensor
+    prec_mean: Tensor
+    base_prec_mean: Tensor
+    dev_prec: Tensor
+    dev_prec_mean: Tensor
+    const: Tensor
+    rough_const: Tensor
+    dist2: Tensor
+    basis: Tensor | None
+    centre: Tensor
 
     @classmethod
     def build(cls, mix: GaussianMixture, dtype: torch.dtype, device: torch.device) -> _ScoreTables:
@@ -348,3 +329,48 @@ class _ScoreTables:
             dist2=cast(dist2),
             basis=cast(mix.basis), centre=cast(centre),
         )
+
+
+def _centred_score(x: Tensor, tab: _ScoreTables) -> Tensor:
+    """The centred expansion of the module docstring.  Per-component quantities are laid out
+    ``(K, N)`` (softmax, max and the products with the tables then run along contiguous rows,
+    several times faster than ``(N, K)`` for small ``K``); the row of ``k*`` is picked by a
+    one-hot matrix product, which is exact."""
+    basis = tab.basis
+    y = x - tab.centre if basis is None else (x - tab.centre) @ basis
+    # rough pass: twice the logits up to a per-row constant; only its argmax is used
+    rough = torch.addmm(tab.rough_const[:, None], tab.prec_mean, y.T, alpha=2.0)
+    if not tab.shared_precision:
+        rough -= tab.prec @ (y * y).T
+    top = rough == rough.amax(dim=0)
+    top &= top.cumsum(0) == 1  # (K, N), one True per column even on ties
+    onehot = top.to(x.dtype)
+    d = x.shape[1]
+    picked = onehot.T @ tab.picked  # (N, 3d): hi and lo parts of m_{k*}, and m_{k*} rotated
+    centred = (x - picked[:, :d]) - picked[:, d:2 * d]
+    y = centred if basis is None else centred @ basis
+    mk = picked[:, 2 * d:]
+    # With P_k = Pbar + dP_k (Pbar the mean precision): -|y - m_k|^2_{P_k} / 2 equals, up to terms
+    # common to all k, y'.(Pbar m_k) + y'.(dP_k D_k) - |y'|^2_{dP_k} / 2 - |D_k|^2_{P_k} / 2.
+    logits = torch.addmm(torch.addmm(tab.const[:, None], tab.dist2.T, onehot, alpha=-0.5), tab.base_prec_mean, y.T)
+    if not tab.shared_precision:  # the dP terms, each relative to the spread of the precisions
+        cross = tab.dev_prec_mean @ y.T - tab.dev_prec @ (y * mk).T
+        logits += cross.masked_fill_(top, 0.0) - 0.5 * (tab.dev_prec @ (y * y).T)  # the k* cross term is 0
+    resp = torch.softmax(logits, dim=0)  # (K, N)
+    others = resp.masked_fill(top, 0.0)
+    if tab.shared_precision:  # P (sum_{k != k*} w_k m_k - (1 - w_k*) m_k* - y')
+        inner = torch.addmm(torch.addcmul(y, others.sum(0)[:, None], mk), others.T, tab.rot_mean, beta=-1.0)
+        s = inner * tab.prec[0]
+    else:
+        s = others.T @ tab.prec_mean - (others.T @ tab.prec) * mk - (resp.T @ tab.prec) * y
+    return s if basis is None else s @ basis.T
+
+_COMPILED: dict[str, Any] = {}
+
+
+def _compiled_centred_score() -> Any:
+    """:func:`_centred_score` through ``torch.compile`` (dynamic shapes: one compilation serves
+    every particle count and every marginal's tables)."""
+    if "centred" not in _COMPILED:
+        _COMPILED["centred"] = torch.compile(_centred_score, dynamic=True)
+    return _COMPILED["centred"]
