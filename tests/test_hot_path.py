@@ -101,3 +101,22 @@ def test_compiled_sampling_equals_eager_sampling() -> None:
         compiled = EulerMaruyama().sample(score, process, n, 20, torch.Generator().manual_seed(3), compile=True)
         torch.testing.assert_close(compiled.samples, eager, rtol=1e-4, atol=1e-4)
         assert not score.compile  # restored after the run
+
+
+def test_the_cpu_stream_is_the_documented_one() -> None:
+    """Particle j of stream s is row ``j mod 1024`` of ``randn(1024, ...)`` from a generator seeded
+    by the block seed of ``(s, j // 1024)``, however the rows are asked for (the definition every
+    earlier CPU run used; drawing whole blocks in place must not change it)."""
+    src = NoiseSource(99)
+
+    def by_definition(stream: int, start: int, stop: int) -> torch.Tensor:
+        rows = []
+        for j in range(start, stop, 1):
+            if j == start or j % NOISE_BLOCK == 0:
+                g = torch.Generator().manual_seed(src._block_seed(stream, j // NOISE_BLOCK))
+                block = torch.randn((NOISE_BLOCK, 1, 4), generator=g)
+            rows.append(block[j % NOISE_BLOCK])
+        return torch.stack(rows)
+
+    for start, stop in ((0, 5000), (500, 3100), (3, 1000), (1024, 2048)):
+        assert torch.equal(src.normal(2, start, stop, (1, 4)), by_definition(2, start, stop))

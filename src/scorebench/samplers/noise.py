@@ -97,9 +97,18 @@ class NoiseSource:
         if stop <= start:
             return torch.empty((0, *shape), device=self.device, dtype=self.dtype)
         rows = self.block_rows(shape)
-        parts = []
-        for b in range(start // rows, (stop - 1) // rows + 1):
-            g = self._generator.manual_seed(self._block_seed(stream, b))
+        first, last = start // rows, (stop - 1) // rows
+        if first == last:
+            g = self._generator.manual_seed(self._block_seed(stream, first))
             blk = torch.randn((rows, *shape), generator=g, device=self.device, dtype=self.dtype)
-            parts.append(blk[max(start - b * rows, 0):min(stop - b * rows, rows)])
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+            return blk[start - first * rows:stop - first * rows]
+        out = torch.empty((stop - start, *shape), device=self.device, dtype=self.dtype)
+        for b in range(first, last + 1):  # whole blocks are drawn in place, partial ones sliced
+            g = self._generator.manual_seed(self._block_seed(stream, b))
+            lo, hi = max(start, b * rows), min(stop, (b + 1) * rows)
+            if hi - lo == rows:
+                torch.randn((rows, *shape), generator=g, out=out[lo - start:hi - start])
+            else:
+                blk = torch.randn((rows, *shape), generator=g, device=self.device, dtype=self.dtype)
+                out[lo - start:hi - start] = blk[lo - b * rows:hi - b * rows]
+        return out

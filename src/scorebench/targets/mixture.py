@@ -51,6 +51,10 @@ if TYPE_CHECKING:
     from ..processes import ForwardProcess, Time
 
 _LOG_2PI = math.log(2 * math.pi)
+#: largest rounding bound ``eps * max|P| * sqrt(d) max|y_i| * max|m_k - centre|`` of the logits for
+#: which :meth:`GaussianMixture.score` uses the plain expansion (no centring on ``k*``); in float32
+#: a scale of 200, e.g. unit components within 5 of their average and points within 10 in 16-d
+PLAIN_EXPANSION_ERROR = 200 * torch.finfo(torch.float32).eps
 
 
 def _to(t: Tensor | None, like: Tensor) -> Tensor | None:
@@ -216,6 +220,18 @@ class GaussianMixture(Target):
         if self.n_components == 1:
             y = (x - tab.mean_hi[0]) - tab.mean_lo[0]
             return -(y @ tab.basis / tab.eigvals[0]) @ tab.basis.T if tab.basis is not None else -y / tab.eigvals[0]
+        if tab.shared_precision:
+            y = x - tab.centre if tab.basis is None else (x - tab.centre) @ tab.basis
+            # the plain expansion about the average mean rounds the logits by about
+            # eps * |P| |y| |m - centre|: cheap and exact enough while that stays small
+            lo, hi = torch.aminmax(y)
+            if torch.finfo(x.dtype).eps * tab.plain_scale * max(-float(lo), float(hi)) <= PLAIN_EXPANSION_ERROR:
+                resp = torch.softmax(torch.addmm(tab.plain_const[:, None], tab.base_prec_mean, y.T), 0)  # (K, N)
+                if tab.isotropic:  # P (sum_k w_k (m_k - centre) - y), in place in y
+                    s = y.addmm_(resp.T, tab.rot_mean, beta=-tab.iso_prec, alpha=tab.iso_prec)
+                else:
+                    s = y.addmm_(resp.T, tab.rot_mean, beta=-1.0).mul_(tab.prec[0])
+                return s if tab.basis is None else s @ tab.basis.T
         return (_compiled_centred_score() if compile else _centred_score)(x, tab)
 
     def _full_score(self, x: Tensor) -> Tensor:
@@ -300,6 +316,10 @@ class _ScoreTables(NamedTuple):
     dist2: Tensor
     basis: Tensor | None
     centre: Tensor
+    plain_const: Tensor
+    plain_scale: float
+    isotropic: bool
+    iso_prec: float
 
     @classmethod
     def build(cls, mix: GaussianMixture, dtype: torch.dtype, device: torch.device) -> _ScoreTables:
@@ -328,6 +348,9 @@ class _ScoreTables(NamedTuple):
             dev_prec_mean=cast((prec - base) * rot), const=cast(const), rough_const=cast(rough_const),
             dist2=cast(dist2),
             basis=cast(mix.basis), centre=cast(centre),
+            plain_const=cast(const - 0.5 * (rot * rot * prec).sum(1)),
+            plain_scale=float(prec.max() * math.sqrt(mix.dim) * rot.norm(dim=1).max()),
+            isotropic=bool((prec == prec[0, 0]).all()), iso_prec=float(prec[0, 0]),
         )
 
 
