@@ -128,3 +128,27 @@ def test_ties_in_the_rough_pass_pick_one_centre() -> None:
     x = torch.tensor([[0.0, 0.3], [0.0, -2.0]])
     torch.testing.assert_close(mix.score(x).double(), reference(mix, x), rtol=1e-6, atol=1e-6)
     assert math.isfinite(float(mix.score(x).sum()))
+
+
+@pytest.mark.parametrize("when", TIMES)
+def test_the_plain_expansion_where_chosen_is_within_the_same_bounds(when: str | float,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit components within 5 of their average in 16-d, points with coordinates up to 9.5: the
+    rounding bound is just under the threshold, the centred pass is skipped (it would raise here),
+    and the accuracy is the same."""
+    import scorebench.targets.mixture as mixture_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the centred pass was used")
+
+    d, K = 16, 8
+    g = torch.Generator().manual_seed(5)
+    direction = torch.randn(K, d, generator=g, dtype=torch.float64)
+    means = 5.0 * direction / direction.norm(dim=1, keepdim=True)
+    p_t = at_time(GaussianMixture(torch.ones(K), means, torch.ones(K, d, dtype=torch.float64)), when)
+    near = p_t.sample(1500, g)
+    u = torch.randn(1500, d, generator=g)
+    far = 9.5 * u / u.abs().amax(dim=1, keepdim=True)  # a coordinate at 9.5: the bound is 190 eps
+    x = torch.cat([near.clamp(-9.5, 9.5), far])
+    monkeypatch.setattr(mixture_module, "_centred_score", refuse)
+    check(p_t.score(x), reference(p_t, x))
