@@ -133,9 +133,8 @@ def test_ties_in_the_rough_pass_pick_one_centre() -> None:
 @pytest.mark.parametrize("when", TIMES)
 def test_the_plain_expansion_where_chosen_is_within_the_same_bounds(when: str | float,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """Unit components within 5 of their average in 16-d, points with coordinates up to 9.5: the
-    rounding bound is just under the threshold, the centred pass is skipped (it would raise here),
-    and the accuracy is the same."""
+    """Unit components at distance 5 from the origin in 16-d, points out to where the rounding bound
+    reaches the threshold: the centred pass is skipped (it would raise here), the accuracy is the same."""
     import scorebench.targets.mixture as mixture_module
 
     def refuse(*args, **kwargs):
@@ -146,9 +145,13 @@ def test_the_plain_expansion_where_chosen_is_within_the_same_bounds(when: str | 
     direction = torch.randn(K, d, generator=g, dtype=torch.float64)
     means = 5.0 * direction / direction.norm(dim=1, keepdim=True)
     p_t = at_time(GaussianMixture(torch.ones(K), means, torch.ones(K, d, dtype=torch.float64)), when)
+    tables = p_t._tables(torch.float32, torch.device("cpu"))
+    reach = 0.95 * mixture_module.PLAIN_EXPANSION_ERROR / (torch.finfo(torch.float32).eps * tables.plain_scale)
+    assert reach > 5  # coordinates up to here (about the average mean) keep the bound under the threshold
+    centre = tables.centre
     near = p_t.sample(1500, g)
     u = torch.randn(1500, d, generator=g)
-    far = 9.5 * u / u.abs().amax(dim=1, keepdim=True)  # a coordinate at 9.5: the bound is 190 eps
-    x = torch.cat([near.clamp(-9.5, 9.5), far])
+    far = reach * u / u.abs().amax(dim=1, keepdim=True)
+    x = centre + torch.cat([(near - centre).clamp(-reach, reach), far])
     monkeypatch.setattr(mixture_module, "_centred_score", refuse)
     check(p_t.score(x), reference(p_t, x))
