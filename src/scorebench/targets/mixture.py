@@ -32,7 +32,10 @@ rough expansion) before the accurate pass: with ``y' = y - m_{k*}`` and
 where ``|D_k|^2_P`` comes from a ``K x K`` table built in float64, the cross term of ``k*``
 is exactly zero and ``y'`` is formed by a compensated subtraction (``m = m_hi + m_lo``, both
 in the working dtype).  Every error term is then relative to the size of ``y'`` or of the
-weights of the other components, never to ``|y|`` or ``|m|``.  The ``full`` path subtracts
+weights of the other components, never to ``|y|`` or ``|m|``.  When all components share one
+precision and the rounding bound ``eps |P| sqrt(d) max|y_i| max|m_k - c|`` of the plain expansion
+about the average mean ``c`` is below :data:`PLAIN_EXPANSION_ERROR`, the plain expansion is used
+instead (four passes over the particles, as a hand-written loop would).  The ``full`` path subtracts
 each compensated mean before rotating.  Tables depending only on the mixture (precisions,
 rotated means, ``|D|^2`` table, constants) are built once per dtype and device and cached.
 """
