@@ -38,7 +38,7 @@ from .report.data import IDENTITY
 from .results import STATUSES, ResultsError, ResultTable, read_results
 from .runner import Runner, RunnerCrash, RunSummary, resolve_run_dir
 from .samplers import SAMPLERS, Sampler
-from .suite import SuiteError, load_suite
+from .suite import SuiteError, describe_quick_cuts, load_suite
 from .targets import TARGETS
 
 if sys.version_info >= (3, 11):
@@ -107,6 +107,8 @@ def format_summary(summary: RunSummary, frame: pd.DataFrame, max_lines: int = 30
         f"+ noise floors {summary.floor_s:.2f} s (metrics {100 * share:.0f}% of compute), "
         f"wall {summary.wall_s:.1f} s",
     ]
+    if summary.quick_cuts:
+        lines.append(describe_quick_cuts(summary.quick_cuts))
     if summary.repaired:
         ids = ", ".join(summary.repaired)
         lines.append(f"{len(summary.repaired)} cells found damaged in the table (rows lost or changed since they "
@@ -185,6 +187,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     runs = sum(len(shown.seeds_of(c)) for c in cells)
     print(f"{args.suite}: ok: suite {suite.name!r}{' (--quick)' if args.quick else ''}, {len(cells)} cells, "
           f"{runs} cell x seed runs, metrics {', '.join(suite.metrics)}", flush=True)
+    if shown.quick_cuts:
+        print(describe_quick_cuts(shown.quick_cuts), flush=True)
     if not args.no_estimate:
         from .estimate import estimate
 
@@ -285,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default results/<suite>/<run-id>)")
     p.add_argument("--resume", action="store_true", help="skip the cells already in the run directory")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the suite's)")
-    p.add_argument("--quick", action="store_true", help="smallest steps and sample size, at most 2 seeds")
+    p.add_argument("--quick", action="store_true", help="smallest steps and sample size, at most 2 seeds, "
+                   "learned estimators' training budgets cut (named in the summary)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
                    help="time limit per cell: a cell past it is stopped and recorded with status 'timeout' "

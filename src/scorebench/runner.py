@@ -176,6 +176,8 @@ class RunSummary:
     wall_s: float = 0.0
     #: cells found damaged in the table (rows lost or changed) and run again: id -> what was wrong
     repaired: dict[str, str] = field(default_factory=dict)
+    #: the training budgets ``--quick`` cut (:attr:`scorebench.suite.Suite.quick_cuts`)
+    quick_cuts: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -638,6 +640,12 @@ class Runner:
                     f"--resume: {self.run_dir} was made with {key} = {previous.get(key)!r}, this run has "
                     f"{now!r}; resume with the same suite file, --quick and --device, or start a new run"
                 )
+        if previous.get("quick_budgets", {}) != self.suite.quick_cuts:  # the estimators' quick budgets changed
+            raise SuiteError(
+                f"--resume: {self.run_dir} was made with the --quick training budgets "
+                f"{previous.get('quick_budgets', {})!r}, this scorebench cuts {self.suite.quick_cuts!r}; "
+                "start a new run"
+            )
         if "run_id" not in previous:
             raise ResultsError(f"{prov}: has no run_id; it was not written by scorebench run")
         return previous
@@ -656,6 +664,7 @@ class Runner:
             "suite_sha256": self.suite.sha256, "suite_chars": len(self.suite.text),
             "suite_text": self.suite.text_excerpt, "suite_seed": self.suite.seed,
             "quick": self.quick, "device": str(self.device), "dtype": self.suite.dtype,
+            **({"quick_budgets": self.suite.quick_cuts} if self.quick else {}),
             "metric_versions": {m: METRICS.factory(m).version for m in self.suite.metrics},
             "seeds": sorted({s for g in self.suite.grids for s in g["seeds"]}),
             "plugins": self.plugins,
@@ -676,7 +685,7 @@ class Runner:
         done = table.finished_cells()
         todo = [c for c in cells if c.cell_id not in done]
         summary = RunSummary(self.run_dir, self.run_id, len(cells), len(todo), len(cells) - len(todo),
-                             repaired=dict(table.damaged))
+                             repaired=dict(table.damaged), quick_cuts=self.suite.quick_cuts)
         bar = tqdm(todo, desc=self.suite.name, unit="cell", disable=not self.progress, file=sys.stderr)
         for cell in bar:
             self.current = cell

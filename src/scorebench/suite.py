@@ -205,6 +205,8 @@ class Suite:
     grids: list[dict[str, Any]]
     #: seconds a cell may run before it is stopped (``None``: no limit; ``--timeout`` overrides)
     timeout: float | None = None
+    #: in a :meth:`quick` suite, the training budgets it cut: estimator label -> parameter -> [full, quick]
+    quick_cuts: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     #: (the grids indexed, per grid: a set per axis and the seeds), built on first use
     _index: Any = field(default=None, init=False, repr=False, compare=False)
 
@@ -281,12 +283,51 @@ class Suite:
         return list(seeds)
 
     def quick(self) -> Suite:
-        """The smallest step count and sample size of each grid, at most two seeds."""
+        """The ``--quick`` version: the smallest step count and sample size of each grid, at most two
+        seeds, and the training budget of each learned estimator cut to its quick value.
+
+        Each estimator's class says what quick means for it (``Estimator.quick_params``: its
+        ``quick_budget`` caps iterations, training set size, ...; a smaller value given in the file
+        stays); oracles have no budget and are unchanged.  A cut estimator has other parameters,
+        so its cells other ids than in the full suite (and other generators); an unchanged one
+        keeps them.  :attr:`quick_cuts` records the cuts (see :func:`describe_quick_cuts`).
+        """
         grids = [
             {**g, "steps": [min(g["steps"])], "n_samples": [min(g["n_samples"])], "seeds": g["seeds"][:2]}
             for g in self.grids
         ]
-        return replace(self, grids=grids)
+        used = {label for g in grids for label in g["estimators"]}
+        estimators = dict(self.components["estimators"])
+        cuts = {label: dict(done) for label, done in self.quick_cuts.items()}
+        for label, spec in estimators.items():
+            if label not in used:
+                continue
+            factory = ESTIMATORS.factory(spec.resolved or spec.name)
+            params = factory.quick_params(dict(spec.params)) if hasattr(factory, "quick_params") else spec.params
+            changed = [k for k in params if params[k] != spec.params.get(k, _MISSING)]
+            if not changed:
+                continue
+            full = self.build("estimators", label).describe()
+            cuts[label] = {k: [spec.params.get(k, full.get(k)), params[k]] for k in changed}
+            estimators[label] = replace(spec, params=params)
+        return replace(self, grids=grids, components={**self.components, "estimators": estimators},
+                       quick_cuts=cuts)
+
+
+#: a parameter absent from a spec (distinct from every value, ``None`` included)
+_MISSING = object()
+
+
+def describe_quick_cuts(cuts: dict[str, dict[str, list[Any]]]) -> str:
+    """One line naming the training budgets ``--quick`` cut (:attr:`Suite.quick_cuts`), or ``""``::
+
+        --quick: training budgets cut: mlp_dsm iterations 3000 -> 200, n_train 5000 -> 2000; ntk ...
+    """
+    if not cuts:
+        return ""
+    parts = [f"{label} " + ", ".join(f"{k} {was} -> {now}" for k, (was, now) in params.items())
+             for label, params in cuts.items()]
+    return "--quick: training budgets cut: " + "; ".join(parts)
 
 
 def stable_hash(obj: Any) -> str:

@@ -506,7 +506,12 @@ class NTK(_NTKBase):
     ``stopping`` (``rule``, ``validation``, ``none``); ``sigma_xi`` (``None``: the LMMSE
     bound); ``init_seed`` (``None``: the initial weights come from the fit's generator after
     the data; an integer fixes them separately, for studies at fixed data).
+
+    Under ``--quick`` (:attr:`quick_budget`) also at most 256 neurons: the width sets the cost of
+    every training step and of every score evaluation while sampling.
     """
+
+    quick_budget: ClassVar[dict[str, int]] = {**_NTKBase.quick_budget, "width": 256}
 
     def __init__(
         self, width: int = 1024, n_train: int = 1000, iterations: int = 2000, seconds: float | None = None,
