@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import scorebench as sb
+import scorebench.targets.mixture as mixture_module
 from scorebench.estimators.oracle import OracleScore
 from scorebench.samplers import noise as noise_module
 from scorebench.samplers.euler_maruyama import EulerMaruyama
@@ -91,16 +92,28 @@ def test_scalar_times_outside_the_process_are_refused() -> None:
 
 
 @pytest.mark.slow
-def test_compiled_sampling_equals_eager_sampling() -> None:
+def test_compiled_sampling_equals_eager_sampling(monkeypatch: pytest.MonkeyPatch) -> None:
     """``compile=True`` (the score kernel through torch.compile) gives the eager samples to float32
     rounding, for two particle counts (one compilation, dynamic shapes)."""
-    target, process = ring(), sb.get_process("vp")
+    K, d = 5, 3
+    base = ring(K, d)  # unequal widths: the centred kernel, the one compile=True compiles
+    target = GaussianMixture(base.weights, base.means, 0.1 + 0.4 * torch.rand(K, d, generator=torch.Generator()))
+    process = sb.get_process("vp")
     score = OracleScore(target, process)
+    called = []
+    real = mixture_module._compiled_centred_score
+
+    def spy():
+        called.append(1)
+        return real()
+
+    monkeypatch.setattr(mixture_module, "_compiled_centred_score", spy)
     for n in (300, 257):
         eager = EulerMaruyama().sample(score, process, n, 20, torch.Generator().manual_seed(3)).samples
         compiled = EulerMaruyama().sample(score, process, n, 20, torch.Generator().manual_seed(3), compile=True)
         torch.testing.assert_close(compiled.samples, eager, rtol=1e-4, atol=1e-4)
         assert not score.compile  # restored after the run
+    assert len(called) == 2 * 20  # every score call of the compiled runs went through the compiled kernel
 
 
 def test_the_cpu_stream_is_the_documented_one() -> None:
@@ -120,3 +133,52 @@ def test_the_cpu_stream_is_the_documented_one() -> None:
 
     for start, stop in ((0, 5000), (500, 3100), (3, 1000), (1024, 2048)):
         assert torch.equal(src.normal(2, start, stop, (1, 4)), by_definition(2, start, stop))
+
+
+SUITE = """
+[suite]
+name = "c"
+device = "cpu"
+{extra}
+[targets.ring]
+name = "gmm"
+preset = "ring8"
+[processes.vp]
+[estimators.oracle]
+[samplers.em]
+name = "euler_maruyama"
+[metrics]
+mean_error = {{}}
+[[grid]]
+steps = [10]
+n_samples = [300]
+"""
+
+
+def test_the_suite_compile_switch_is_checked(tmp_path) -> None:
+    from scorebench.suite import SuiteError, load_suite
+
+    path = tmp_path / "c.toml"
+    path.write_text(SUITE.format(extra="compile = true"))
+    assert load_suite(path).compile is True
+    path.write_text(SUITE.format(extra='compile = "yes"'))
+    with pytest.raises(SuiteError, match=r"suite\.compile.*true or false"):
+        load_suite(path)
+
+
+@pytest.mark.slow
+def test_a_compiled_run_gives_the_eager_values(tmp_path) -> None:
+    from scorebench.results import read_provenance, read_results
+    from scorebench.runner import run_suite
+    from scorebench.suite import load_suite
+
+    values = {}
+    for flag in ("false", "true"):
+        path = tmp_path / f"{flag}.toml"
+        path.write_text(SUITE.format(extra=f"compile = {flag}"))
+        run = tmp_path / flag
+        assert run_suite(load_suite(path), run, progress=False).exit_code == 0
+        assert read_provenance(run)["compile"] is (flag == "true")
+        values[flag] = read_results(run).set_index(["cell_id", "seed", "metric"])["value"].sort_index()
+    assert list(values["true"].index) == list(values["false"].index)
+    assert values["true"].to_numpy() == pytest.approx(values["false"].to_numpy(), rel=1e-4, abs=1e-5)

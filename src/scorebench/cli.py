@@ -1,6 +1,7 @@
 """The ``scorebench`` command line.
 
-    scorebench run SUITE [--out DIR] [--resume] [--device D] [--quick] [--timeout S] [--skip ID] [--retry STATUS]
+    scorebench run SUITE [--out DIR] [--resume] [--device D] [--quick] [--compile] [--timeout S]
+                         [--skip ID] [--retry STATUS]
     scorebench validate SUITE [--quick] [--device D] [--no-estimate]
     scorebench show RESULTS [--metric M] [--values value|floor|ci]
     scorebench list targets|processes|estimators|samplers|metrics
@@ -23,6 +24,7 @@ import threading
 import time
 import traceback
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +148,8 @@ def resume_command(args: argparse.Namespace, run_dir: Path, skip: Sequence[str] 
         words += ["--device", args.device]
     if args.timeout is not None:
         words += ["--timeout", f"{args.timeout:g}"]
+    if getattr(args, "compile", False):
+        words.append("--compile")
     for cell in [*(args.skip or []), *skip]:
         words += ["--skip", cell]
     return shlex.join(words)
@@ -153,6 +157,8 @@ def resume_command(args: argparse.Namespace, run_dir: Path, skip: Sequence[str] 
 
 def cmd_run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
+    if args.compile:
+        suite = replace(suite, compile=True)
     run_dir = resolve_run_dir(suite, args.out, args.resume)
     args.run_dir = run_dir
     # a progress bar only on a terminal: in a log it is noise, and into a closed pipe it would stop the run
@@ -291,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the suite's)")
     p.add_argument("--quick", action="store_true", help="smallest steps and sample size, at most 2 seeds, "
                    "learned estimators' training budgets cut (named in the summary)")
+    p.add_argument("--compile", action="store_true", help="run the exact mixture score through torch.compile "
+                   "(the suite's compile = true; results equal to float rounding, the first cell compiles)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
                    help="time limit per cell: a cell past it is stopped and recorded with status 'timeout' "

@@ -427,7 +427,8 @@ class Runner:
             t0 = time.perf_counter()
             with torch.no_grad():
                 result = sampler.sample(score, process, cell.n_samples, grid, gen, dtype=self.dtype,
-                                        x_init=x_init, callback=callback if traj else None)
+                                        x_init=x_init, callback=callback if traj else None,
+                                        **({"compile": True} if self.suite.compile else {}))
             _sync(self.device)
             base["sample_s"] = time.perf_counter() - t0
             if info is not None:
@@ -663,7 +664,7 @@ class Runner:
             "run_id": self.run_id, "suite": self.suite.name, "suite_file": str(self.suite.path),
             "suite_sha256": self.suite.sha256, "suite_chars": len(self.suite.text),
             "suite_text": self.suite.text_excerpt, "suite_seed": self.suite.seed,
-            "quick": self.quick, "device": str(self.device), "dtype": self.suite.dtype,
+            "quick": self.quick, "device": str(self.device), "dtype": self.suite.dtype, "compile": self.suite.compile,
             **({"quick_budgets": self.suite.quick_cuts} if self.quick else {}),
             "metric_versions": {m: METRICS.factory(m).version for m in self.suite.metrics},
             "seeds": sorted({s for g in self.suite.grids for s in g["seeds"]}),

@@ -8,6 +8,7 @@ A suite is a TOML file::
     device = "auto"         # auto | cpu | cuda | cuda:N
     dtype = "float32"       # float32 | float64
     timeout = 600           # optional: seconds a cell may run; past it the cell is stopped (status timeout)
+    compile = false         # optional: run the exact mixture score through torch.compile (run --compile)
 
     [targets.ring]          # a label, used in result tables
     name = "gmm"            # registered name (defaults to the label), or a plugin outside scorebench:
@@ -110,7 +111,7 @@ SECTIONS: dict[str, Registry] = {
     "samplers": SAMPLERS,
 }
 TOP_KEYS = ("suite", *SECTIONS, "metrics", "grid")
-SUITE_KEYS = ("name", "description", "seed", "device", "dtype", "timeout")
+SUITE_KEYS = ("name", "description", "seed", "device", "dtype", "timeout", "compile")
 GRID_KEYS = ("targets", "processes", "estimators", "samplers", "steps", "n_samples", "seeds", "time_grid", "init",
              "metrics")
 #: where a chain starts: the sampler's own initial law, or exact draws of p_T
@@ -205,6 +206,8 @@ class Suite:
     grids: list[dict[str, Any]]
     #: seconds a cell may run before it is stopped (``None``: no limit; ``--timeout`` overrides)
     timeout: float | None = None
+    #: run score kernels through ``torch.compile`` (``Sampler.sample(..., compile=True)``)
+    compile: bool = False
     #: in a :meth:`quick` suite, the training budgets it cut: estimator label -> parameter -> [full, quick]
     quick_cuts: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     #: (the grids indexed, per grid: a set per axis and the seeds), built on first use
@@ -621,6 +624,9 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
                                 or not 0 < timeout < math.inf):
         raise ctx.fail("suite.timeout", f"expected a positive number of seconds per cell, got {timeout!r}")
+    compile_ = head.get("compile", False)
+    if not isinstance(compile_, bool):
+        raise ctx.fail("suite.compile", f"expected true or false, got {compile_!r}")
 
     components: dict[str, dict[str, ComponentSpec]] = {}
     built: dict[str, dict[str, Any]] = {}
@@ -720,6 +726,7 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
     return Suite(
         name=name, path=path, text=text, seed=seed, device=device, dtype=dtype, description=description,
         components=components, metrics=metrics, grids=grids, timeout=None if timeout is None else float(timeout),
+        compile=compile_,
     )
 
 
