@@ -9,7 +9,9 @@ regressions must be flagged worse with exit code 1, noise must never be.
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,19 @@ from scipy import stats
 
 import scorebench as sb
 from scorebench.cli import main
-from scorebench.compare import BETTER, FAILING, SAME, WORSE, CompareError, Tolerance, compare, difference, judge
+from scorebench.compare import (
+    BETTER,
+    FAILING,
+    NOT_COMPARED,
+    SAME,
+    WORSE,
+    CompareError,
+    Tolerance,
+    compare,
+    difference,
+    judge,
+    metric_versions,
+)
 from scorebench.exact import exact_output_law, gaussian_w2
 from scorebench.results import read_results
 from scorebench.runner import run_suite
@@ -208,6 +222,51 @@ def test_a_non_finite_value_marked_ok_is_a_failure_never_indistinguishable(bad: 
     assert compare(good, good).units["verdict"][0] == SAME
 
 
+def two_metrics(sinkhorn: list[float], sliced: list[float]) -> pd.DataFrame:
+    """One cell with two metrics, one row per seed each, every row ``ok``."""
+    frame = pd.concat([synthetic(sinkhorn).assign(metric="sinkhorn"), synthetic(sliced)], ignore_index=True)
+    return frame
+
+
+def test_a_metric_whose_version_changed_is_shown_not_judged_and_does_not_gate() -> None:
+    base = two_metrics([0.10, 0.11, 0.12], [0.50, 0.51, 0.52])
+    new = two_metrics([0.20, 0.21, 0.22], [0.50, 0.51, 0.52])  # sinkhorn twice as large, nothing else moved
+    v1 = {"sinkhorn": "1", "sliced_w2": "1"}
+    v2 = {"sinkhorn": "2", "sliced_w2": "1"}
+
+    def verdict(c, metric: str) -> str:
+        (v,) = c.units.loc[c.units["metric"] == metric, "verdict"]
+        return v
+
+    same = compare(base, new, base_versions=v1, new_versions=v1)
+    assert verdict(same, "sinkhorn") == WORSE and same.exit_code == 1 and not same.version_changes
+    changed = compare(base, new, base_versions=v1, new_versions=v2)
+    row = changed.units[changed.units["metric"] == "sinkhorn"].iloc[0]
+    assert row["verdict"] == NOT_COMPARED and row["note"] == "metric version changed (1 -> 2)"
+    assert row["diff"] == pytest.approx(0.1)  # the numbers are still shown
+    assert verdict(changed, "sliced_w2") == SAME and changed.exit_code == 0
+    assert changed.counts()[NOT_COMPARED] == 1 and changed.counts()[WORSE] == 0
+    summary = changed.summary()
+    assert summary.startswith("scorebench compare: OK: 1 comparisons (0 worse")
+    assert "1 not compared (sinkhorn: metric version changed (1 -> 2))" in summary
+    text = changed.to_markdown()
+    assert "- not compared: sinkhorn: metric version changed (1 -> 2)" in text
+    assert "| not compared |" in text and "metrics whose version changed" in text
+    # a version recorded on one side only (a table from before versions were recorded) is a change too
+    one = compare(base, new, base_versions=None, new_versions=v2)
+    assert set(one.units["verdict"]) == {NOT_COMPARED} and one.exit_code == 0
+    assert "metric version changed (? -> 2)" in one.summary()
+    # two bare tables record no versions: compared as before
+    assert compare(base, new).exit_code == 1
+    # a seed that fails in NEW is worse whatever the version: a failure is not a change of scale
+    broken = new.copy()
+    hit = (broken["metric"] == "sinkhorn") & (broken["seed"] == 1)
+    broken.loc[hit, ["status", "message"]] = ["error", "boom"]
+    failed = compare(base, broken, base_versions=v1, new_versions=v2)
+    assert verdict(failed, "sinkhorn") == WORSE and failed.exit_code == 1
+    assert "metric version changed (1 -> 2)" in failed.units["note"].iloc[0]
+
+
 # ---------------------------------------------------------------------------------------
 # planted cases on real runs
 # ---------------------------------------------------------------------------------------
@@ -379,3 +438,24 @@ def test_bad_input_exits_2_and_names_what_is_missing(runs: dict[str, Path], tmp_
 
     assert main(["compare", str(runs["base"]), str(runs["again"]), "--metrics", "w3"]) == 2
     assert "no metric 'w3'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_versions_come_from_the_runs_provenance(runs: dict[str, Path], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture) -> None:
+    """The noisier run, its metrics relabelled as a new version in its provenance: the worse rows
+    are no longer judged, the report says why, and the command exits 0."""
+    assert metric_versions(runs["base"]) == {m: "1" for m in (*SAMPLE_METRICS, "score_mse", "exact_w2")}
+    relabelled = tmp_path / "noisier_v2"
+    shutil.copytree(runs["noisier"], relabelled)
+    path = relabelled / "provenance.json"
+    info = json.loads(path.read_text())
+    info["metric_versions"] = {m: "2" if m != "exact_w2" else v for m, v in info["metric_versions"].items()}
+    path.write_text(json.dumps(info))
+    assert main(["compare", str(runs["base"]), str(runs["noisier"])]) == 1
+    capsys.readouterr()
+    assert main(["compare", str(runs["base"]), str(relabelled)]) == 0
+    out = capsys.readouterr().out
+    assert "OK: 2 comparisons (0 worse, 0 better, 2 indistinguishable); 40 not compared (" in out  # exact_w2 left
+    assert "score_mse: metric version changed (1 -> 2)" in out
+    assert "| not compared |" in out and "exact_w2: metric version" not in out

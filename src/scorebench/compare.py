@@ -56,6 +56,17 @@ value marked ``ok`` counts as not ``ok`` (an error), never as a number to compar
 over seeds; they gate only with ``time_factor`` (a ratio above it is worse), and only
 where the BASE time is at least ``time_min`` seconds (shorter times are clock noise).
 
+**Metric versions.**  Every metric has a version (``provenance.json`` records
+``metric_versions``); it changes when the metric's numbers change (another solver, another
+convention).  Values of two versions are not comparable, so the rows of a metric whose version
+differs between BASE and NEW -- or is recorded on one side only (a table without provenance, or
+from before versions were recorded, against one with) -- get the verdict *not compared*, with the
+reason "metric version changed (1 -> 2)" (``?`` for a side that records none): their values and
+difference are shown, never judged better or worse, and they do not gate the exit code.  A seed
+``ok`` in BASE that fails in NEW is still *worse* (a failure is not a change of scale), and the
+reverse *better*.  When neither side records versions (two bare tables), rows are compared as
+before.  To compare across a version change, rerun BASE with the current code.
+
 Exit codes of the command: 1 when a tracked metric (``--metrics``, default all) is worse,
 or a timing ratio exceeds ``--time-factor``; 0 otherwise; 2 for bad input (a missing or
 malformed table, an unknown metric, no cell in common).
@@ -66,7 +77,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,8 +90,10 @@ from .results import CELL_COLUMNS, TABLE_FILE, ResultsError, read_provenance, re
 
 TIMING_COLUMNS: tuple[str, ...] = ("sample_s", "fit_s")
 WORSE, BETTER, SAME, FAILING = "worse", "better", "indistinguishable", "failing"
+#: the verdict of the rows of a metric whose version differs between the two runs
+NOT_COMPARED = "not compared"
 #: sort order of verdicts in the report: worst first
-_RANK = {WORSE: 0, FAILING: 1, SAME: 2, BETTER: 3}
+_RANK = {WORSE: 0, FAILING: 1, SAME: 2, BETTER: 3, NOT_COMPARED: 4}
 
 
 class CompareError(ResultsError):
@@ -332,6 +345,8 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
     base_label: str = "BASE"
     new_label: str = "NEW"
+    #: metric -> (BASE version, NEW version) for the metrics whose versions differ (``None``: not recorded)
+    version_changes: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
     def gated(self) -> pd.DataFrame:
         """The rows of tracked metrics."""
@@ -366,11 +381,15 @@ class Comparison:
 
     def counts(self) -> dict[str, int]:
         g = self.gated()
-        return {v: int((g["verdict"] == v).sum()) for v in (WORSE, BETTER, SAME, FAILING)}
+        return {v: int((g["verdict"] == v).sum()) for v in (WORSE, BETTER, SAME, FAILING, NOT_COMPARED)}
+
+    def version_reasons(self) -> list[str]:
+        """One reason per metric whose version changed, ``sinkhorn: metric version changed (1 -> 2)``."""
+        return [f"{metric}: {version_reason(*versions)}" for metric, versions in sorted(self.version_changes.items())]
 
     def summary(self) -> str:
         c = self.counts()
-        total = sum(c.values())
+        total = sum(c.values()) - c[NOT_COMPARED]
         status = "REGRESSION" if self.exit_code else "OK"
         parts = [f"{c[WORSE]} worse", f"{c[BETTER]} better", f"{c[SAME]} indistinguishable"]
         if c[FAILING]:
@@ -378,6 +397,8 @@ class Comparison:
         line = f"scorebench compare: {status}: {total} comparisons ({', '.join(parts)})"
         if self.tracked is not None:
             line += f" on tracked metrics {', '.join(sorted(self.tracked))}"
+        if c[NOT_COMPARED]:
+            line += f"; {c[NOT_COMPARED]} not compared ({'; '.join(self.version_reasons())})"
         if self.only_base or self.only_new:
             line += f"; cells only in BASE {len(self.only_base)}, only in NEW {len(self.only_new)}"
         ratios = self.timing["sample_ratio"].to_numpy(dtype=float) if len(self.timing) else np.array([])
@@ -404,8 +425,14 @@ def compare(
     time_factor: float | None = None,
     time_min: float = 0.01,
     require_all: bool = False,
+    base_versions: Mapping[str, Any] | None = None,
+    new_versions: Mapping[str, Any] | None = None,
 ) -> Comparison:
     """Compare two result tables (as read by :func:`scorebench.results.read_results`).
+
+    ``base_versions`` and ``new_versions`` are the runs' ``metric_versions`` (from their
+    provenance; ``None`` where a side records none): the rows of a metric whose version differs,
+    or is recorded on one side only, are *not compared* (see the module docstring).
 
     Raises :class:`CompareError` when no cell is in both tables (the message names the cells
     of each side) or when ``metrics`` names a metric that neither table has."""
@@ -439,6 +466,7 @@ def compare(
     metrics_only_new = sorted(keys_n - keys_b, key=str)
 
     samples_b, samples_n = _collect(b), _collect(n)
+    changed = _version_changes({k[-1] for k in keys_b & keys_n}, base_versions, new_versions)
     ids_b = b.groupby(list(CELL_COLUMNS), sort=False)["cell_id"].first().to_dict()
     ids_n = n.groupby(list(CELL_COLUMNS), sort=False)["cell_id"].first().to_dict()
 
@@ -496,6 +524,11 @@ def compare(
             elif verdict == FAILING:
                 st = next((v[0] for v in sn.values() if v[0] != "ok"), "?")
                 notes.append(f"not ok on both sides ({st})")
+            if metric in changed:  # values of two versions of a metric are not comparable
+                if not (failed or fixed) and verdict != FAILING:
+                    verdict = NOT_COMPARED
+                    row["severity"] = math.nan
+                notes.insert(0, version_reason(*changed[metric]))
             row["verdict"] = verdict
             row["note"] = "; ".join(notes)
             rows.append(row)
@@ -509,7 +542,35 @@ def compare(
 
     timing = _timing(b, n, sorted(common, key=str), time_factor, time_min)
     return Comparison(units, timing, only_base, only_new, metrics_only_base, metrics_only_new, tolerance,
-                      tracked, time_factor, time_min, require_all)
+                      tracked, time_factor, time_min, require_all, version_changes=changed)
+
+
+def version_reason(base: str | None, new: str | None) -> str:
+    """``metric version changed (1 -> 2)``; ``?`` for a side that records no version."""
+    return f"metric version changed ({base if base is not None else '?'} -> {new if new is not None else '?'})"
+
+
+def _version_changes(metrics: Iterable[str], base: Mapping[str, Any] | None,
+                     new: Mapping[str, Any] | None) -> dict[str, tuple[str | None, str | None]]:
+    """Metric -> (BASE version, NEW version) for the metrics whose versions differ; a metric
+    recorded on one side only counts as changed, and nothing is known when neither side records
+    versions."""
+    if base is None and new is None:
+        return {}
+    out = {}
+    for metric in sorted(metrics):
+        vb = None if base is None or base.get(metric) is None else str(base[metric])
+        vn = None if new is None or new.get(metric) is None else str(new[metric])
+        if vb != vn:
+            out[metric] = (vb, vn)
+    return out
+
+
+def metric_versions(run: str | Path) -> dict[str, Any] | None:
+    """The ``metric_versions`` of a run directory or of the run holding a ``results.csv``
+    (``None`` when its provenance records none)."""
+    versions = read_provenance(_run_dir(Path(run))).get("metric_versions")
+    return dict(versions) if isinstance(versions, dict) else None
 
 
 def _timing(b: pd.DataFrame, n: pd.DataFrame, cells: list[tuple], time_factor: float | None,
@@ -587,6 +648,8 @@ def _markdown(c: Comparison, max_rows: int | None) -> str:
         lines.append(f"- tracked metrics: {', '.join(sorted(c.tracked))} (other rows are shown, not gated)")
     if c.time_factor is not None:
         lines.append(f"- timing gated: a cell worse when NEW/BASE > {c.time_factor:g} (BASE >= {c.time_min:g} s)")
+    for reason in c.version_reasons():
+        lines.append(f"- not compared: {reason}: its values are shown, not judged, and do not gate the exit code")
     lines += [f"- note: {note}" for note in c.notes]
     lines += ["", f"**{c.summary()}**", "", "## Accuracy: NEW - BASE (every metric is an error: lower is better)", ""]
     header = ["verdict", "target", "process", "estimator", "sampler", "steps", "grid", "n", "metric", "BASE", "NEW",
@@ -626,7 +689,8 @@ def _markdown(c: Comparison, max_rows: int | None) -> str:
     missing = [("cells only in BASE (not run in NEW)", [_describe_cell(x) for x in c.only_base]),
                ("cells only in NEW (not in BASE)", [_describe_cell(x) for x in c.only_new]),
                ("metrics only in BASE", [f"{_describe_cell(x[:-1])}: {x[-1]}" for x in c.metrics_only_base]),
-               ("metrics only in NEW", [f"{_describe_cell(x[:-1])}: {x[-1]}" for x in c.metrics_only_new])]
+               ("metrics only in NEW", [f"{_describe_cell(x[:-1])}: {x[-1]}" for x in c.metrics_only_new]),
+               ("metrics whose version changed (rows shown above, not judged)", c.version_reasons())]
     if any(items for _, items in missing):
         lines += ["", "## Not compared"]
         for title, items in missing:
@@ -681,6 +745,8 @@ def compare_paths(base: str | Path, new: str | Path, **options: Any) -> Comparis
             raise ResultsError(f"{path}: no such file or directory")
         if path.is_dir() and not (path / TABLE_FILE).is_file():
             raise ResultsError(f"{path}: no {TABLE_FILE} in this directory")
+    options.setdefault("base_versions", metric_versions(base))
+    options.setdefault("new_versions", metric_versions(new))
     result = compare(read_results(base), read_results(new), **options)
     result.base_label, result.new_label = _label(base), _label(new)
     result.notes = _provenance_notes(base, new)
@@ -781,7 +847,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
              "run (--proposal)",
         description="Compare NEW with BASE per cell, metric and diffusion time, paired over seeds. Every metric is "
                     "an error (lower is better). Exit 1 when a tracked metric is worse beyond tolerance (or a cell "
-                    "is slower than --time-factor), 0 otherwise, 2 on bad input. With --proposal LABEL, compare "
+                    "is slower than --time-factor), 0 otherwise, 2 on bad input. Rows of a metric whose version "
+                    "(provenance metric_versions) differs between the runs are shown as 'not compared' and never "
+                    "gate. With --proposal LABEL, compare "
                     "that sampler of one run with its baselines: per cell against each baseline at the same steps "
                     "and against the best baseline at matched NFE and wall time, with wins, losses and ties (exit 0).",
     )
