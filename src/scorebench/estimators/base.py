@@ -46,15 +46,13 @@ class ScoreModel(ABC):
         check_points(x, self.dim)
         if isinstance(t, float | int) and not isinstance(t, bool):  # the samplers' case: no tensors built
             self.process.check_scalar_time(t)
-            self.calls += 1
-            self.evaluations += x.shape[0]
-            return self.score(x, t)
-        t_tensor = torch.as_tensor(t, dtype=torch.float64)
-        if t_tensor.ndim > 1 or (t_tensor.ndim == 1 and t_tensor.shape[0] != x.shape[0]):
-            raise ValueError(
-                f"t must be a scalar or have shape ({x.shape[0]},) to match x, got {tuple(t_tensor.shape)}"
-            )
-        self.process.check_time(t_tensor.detach().cpu())
+        else:
+            t_tensor = torch.as_tensor(t, dtype=torch.float64)
+            if t_tensor.ndim > 1 or (t_tensor.ndim == 1 and t_tensor.shape[0] != x.shape[0]):
+                raise ValueError(
+                    f"t must be a scalar or have shape ({x.shape[0]},) to match x, got {tuple(t_tensor.shape)}"
+                )
+            self.process.check_time(t_tensor.detach().cpu())
         self.calls += 1
         self.evaluations += x.shape[0]
         return self.score(x, t)
