@@ -9,6 +9,7 @@ report their number of function evaluations (NFE).
 
 from __future__ import annotations
 
+import functools
 import inspect
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -43,6 +44,31 @@ class ScoreModel(ABC):
         self.evaluations = 0
 
     def __call__(self, x: Tensor, t: Time) -> Tensor:
+        self._check_and_count(x, t)
+        return self.score(x, t)
+
+    def combine(self, x: Tensor, t: Time, x_weight: float, score_weight: float) -> Tensor:
+        """``x_weight * x + score_weight * score(x, t)``, checked and counted as one score call: the
+        affine step of Euler--Maruyama, the exponential integrator, DDPM and probability-flow Euler.
+
+        The result is a new tensor the caller may modify in place; it may be laid out
+        differently from ``x`` (a transposed view).  A model may compute it without forming the
+        score (:meth:`score_combination`, e.g. the exact mixture score); the result then equals
+        the two-step form up to float rounding of the combination.  An override of
+        :meth:`score_combination` is used only by the class that defines it and by subclasses
+        that keep its :meth:`score`: a subclass that changes :meth:`score` gets the two-step form.
+        """
+        self._check_and_count(x, t)
+        if _combination_follows_score(type(self)):
+            return self.score_combination(x, t, x_weight, score_weight)
+        return ScoreModel.score_combination(self, x, t, x_weight, score_weight)
+
+    def score_combination(self, x: Tensor, t: Time, x_weight: float, score_weight: float) -> Tensor:
+        """:meth:`combine` without the checks and the counting (inputs already checked); by default
+        ``score(x, t) * score_weight + x * x_weight``."""
+        return self.score(x, t).mul(score_weight).add_(x, alpha=x_weight)
+
+    def _check_and_count(self, x: Tensor, t: Time) -> None:
         check_points(x, self.dim)
         if isinstance(t, float | int) and not isinstance(t, bool):  # the samplers' case: no tensors built
             self.process.check_scalar_time(t)
@@ -55,7 +81,6 @@ class ScoreModel(ABC):
             self.process.check_time(t_tensor.detach().cpu())
         self.calls += 1
         self.evaluations += x.shape[0]
-        return self.score(x, t)
 
     @abstractmethod
     def score(self, x: Tensor, t: Time) -> Tensor:
@@ -64,6 +89,17 @@ class ScoreModel(ABC):
     def reset_counts(self) -> None:
         self.calls = 0
         self.evaluations = 0
+
+
+@functools.cache
+def _combination_follows_score(cls: type[ScoreModel]) -> bool:
+    """Whether ``cls``'s :meth:`~ScoreModel.score_combination` was written for its
+    :meth:`~ScoreModel.score`: defined in the class that defines ``score`` or in a subclass of it."""
+
+    def owner(name: str) -> type:
+        return next(k for k in cls.__mro__ if name in k.__dict__)
+
+    return issubclass(owner("score_combination"), owner("score"))
 
 
 class Estimator(ABC):

@@ -69,6 +69,13 @@ class OracleScore(ScoreModel):
             return p_t.score(x, compile=True) if self.compile and isinstance(p_t, GaussianMixture) else p_t.score(x)
         return exact_score(self.target, self.process, x, t)
 
+    def score_combination(self, x: Tensor, t: Time, x_weight: float, score_weight: float) -> Tensor:
+        if isinstance(t, float | int) and not isinstance(t, bool):
+            p_t = self.marginal(float(t))
+            if isinstance(p_t, GaussianMixture):
+                return p_t.score_combination(x, x_weight, score_weight, compile=self.compile)
+        return super().score_combination(x, t, x_weight, score_weight)
+
 
 @ESTIMATORS.register("oracle")
 class Oracle(Estimator):

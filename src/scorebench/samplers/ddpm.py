@@ -47,7 +47,7 @@ class DDPM(Sampler):
         noise: Tensor | None,
     ) -> Tensor:
         a, b2 = process.scalars("transition", t_next, t)
-        x_mean = (x + b2 * score(x, t)) / a
+        x_mean = score.combine(x, t, 1.0 / a, b2 / a)
         var = b2 if self.variance == "upper" else float(process.sigma2(t_next)) * b2 / float(process.sigma2(t))
         return x_mean + math.sqrt(max(var, 0.0)) * noise[:, 0]
 

@@ -31,5 +31,5 @@ class EulerMaruyama(Sampler):
     ) -> Tensor:
         h = t - t_next
         (f,), (g2,) = process.scalars("f", t), process.scalars("g2", t)
-        # x - h (f x - g2 s) + sqrt(g2 h) z, in three passes over the particles
-        return (x * (1.0 - h * f)).add_(score(x, t), alpha=h * g2).add_(noise[:, 0], alpha=math.sqrt(g2 * h))
+        # (1 - h f) x + h g2 s + sqrt(g2 h) z: the score term through ScoreModel.combine
+        return score.combine(x, t, 1.0 - h * f, h * g2).add_(noise[:, 0], alpha=math.sqrt(g2 * h))

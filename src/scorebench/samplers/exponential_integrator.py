@@ -33,4 +33,4 @@ class ExponentialIntegrator(Sampler):
         noise: Tensor | None,
     ) -> Tensor:
         A, c, q = process.scalars("exponential_integrator", t, t_next)
-        return A * x + c * score(x, t) + math.sqrt(max(q, 0.0)) * noise[:, 0]
+        return score.combine(x, t, A, c).add_(noise[:, 0], alpha=math.sqrt(max(q, 0.0)))

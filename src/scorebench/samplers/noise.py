@@ -68,11 +68,16 @@ class NoiseSource:
         self.device = torch.device(device)
         self.dtype = dtype
         self._block = None if block is None else int(block)
+        self._rows: dict[tuple[int, ...], int] = {}  # block rows by per-particle shape
         self._generator = torch.Generator(self.device)  # reseeded per block
 
     def block_rows(self, shape: tuple[int, ...] = ()) -> int:
         """Rows per block for draws of ``shape`` per particle."""
-        return self._block if self._block is not None else noise_block(self.device, math.prod(shape))
+        rows = self._rows.get(shape)
+        if rows is None:
+            rows = self._block if self._block is not None else noise_block(self.device, math.prod(shape))
+            self._rows[shape] = rows
+        return rows
 
     @property
     def block(self) -> int:

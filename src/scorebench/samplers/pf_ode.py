@@ -37,7 +37,7 @@ class ProbabilityFlowODE(Sampler):
     @staticmethod
     def velocity(score: ScoreModel, process: ForwardProcess, x: Tensor, t: float) -> Tensor:
         (f,), (g2,) = process.scalars("f", t), process.scalars("g2", t)
-        return f * x - 0.5 * g2 * score(x, t)
+        return score.combine(x, t, f, -0.5 * g2)
 
     def step(
         self, score: ScoreModel, process: ForwardProcess, x: Tensor, t: float, t_next: float,
