@@ -27,11 +27,11 @@ WEIGHTS = ((0.99, 0.02), (1.0, 2e-5), (1.2, 0.3), (0.5, -0.25))
 
 
 def shared_diag(isotropic: bool, K: int = 6, d: int = 3, width: float = 1e-2, offset: float = 8.0,
-                seed: int = 2) -> GaussianMixture:
+                spread: float = 6.0, seed: int = 2) -> GaussianMixture:
     """Components sharing one diagonal precision, their means about a point ``offset`` from the
     origin in every coordinate (so that forgetting the average mean is visible)."""
     g = torch.Generator().manual_seed(seed)
-    means = offset + 6.0 * torch.randn(K, d, generator=g, dtype=torch.float64)
+    means = offset + spread * torch.randn(K, d, generator=g, dtype=torch.float64)
     scales = torch.ones(d, dtype=torch.float64) if isotropic else torch.linspace(0.5, 2.0, d, dtype=torch.float64)
     eigvals = (width * scales) ** 2 * torch.ones(K, 1, dtype=torch.float64)
     return GaussianMixture(torch.rand(K, generator=g, dtype=torch.float64) + 0.2, means, eigvals)
@@ -54,9 +54,11 @@ def check_combination(p_t: GaussianMixture, x: torch.Tensor, a: float, b: float,
 @pytest.mark.parametrize("a_b", WEIGHTS)
 @pytest.mark.parametrize("when", TIMES)
 @pytest.mark.parametrize("isotropic", [True, False], ids=["isotropic", "anisotropic"])
-def test_the_fused_combination_is_a_x_plus_b_score(isotropic: bool, when: str | float,
+@pytest.mark.parametrize("d", [3, 12], ids=["transposed-layout", "row-layout"])
+def test_the_fused_combination_is_a_x_plus_b_score(d: int, isotropic: bool, when: str | float,
                                                    a_b: tuple[float, float]) -> None:
-    p_t = at_time(shared_diag(isotropic), when)
+    # in 12-d the means are kept closer together, so that the fused path applies away from t_min
+    p_t = at_time(shared_diag(isotropic, d=d) if d == 3 else shared_diag(isotropic, d=d, offset=1.0, spread=1.0), when)
     x = points(p_t)
     a, b = a_b
     out = p_t.score_combination(x, a, b)
@@ -74,9 +76,12 @@ def test_other_mixtures_combine_through_the_score(kind: str, shared: bool, K: in
         check_combination(p_t, x, a, b, p_t.score_combination(x, a, b))
 
 
-def test_the_fused_path_is_the_one_used_near_the_components(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("d", [3, 12])
+@pytest.mark.parametrize("isotropic", [True, False])
+def test_the_fused_path_is_the_one_used_near_the_components(d: int, isotropic: bool,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Draws of p_t of an off-centre shared-precision mixture: the score is never formed."""
-    p_t = at_time(shared_diag(True, width=1.0, offset=3.0), 0.3)
+    p_t = at_time(shared_diag(isotropic, d=d, width=1.0, offset=1.0, spread=1.0), 0.3)
     x = p_t.sample(2000, torch.Generator().manual_seed(3))
 
     def refuse(*args: object, **kwargs: object) -> torch.Tensor:
@@ -105,9 +110,10 @@ def wrong_constant(p_t: GaussianMixture, x: torch.Tensor, a: float, b: float) ->
         p_t._table_cache[key] = tab
 
 
+@pytest.mark.parametrize("d", [3, 12])
 @pytest.mark.parametrize("wrong", [wrong_half_score, wrong_no_x_term, wrong_constant])
-def test_wrong_combinations_fail_the_check(wrong) -> None:
-    p_t = at_time(shared_diag(True, width=1.0, offset=3.0), 0.3)
+def test_wrong_combinations_fail_the_check(wrong, d: int) -> None:
+    p_t = at_time(shared_diag(True, d=d, width=1.0, offset=1.0, spread=1.0), 0.3)
     x = p_t.sample(2000, torch.Generator().manual_seed(3))
     with pytest.raises(AssertionError):
         check_combination(p_t, x, 0.99, 0.05, wrong(p_t, x, 0.99, 0.05))

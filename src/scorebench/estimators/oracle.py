@@ -73,7 +73,7 @@ class OracleScore(ScoreModel):
         if isinstance(t, float | int) and not isinstance(t, bool):
             p_t = self.marginal(float(t))
             if isinstance(p_t, GaussianMixture):
-                return p_t.score_combination(x, x_weight, score_weight, compile=self.compile)
+                return p_t._score_combination(x, x_weight, score_weight, self.compile)  # x checked by combine
         return super().score_combination(x, t, x_weight, score_weight)
 
 

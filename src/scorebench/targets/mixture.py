@@ -58,6 +58,9 @@ _LOG_2PI = math.log(2 * math.pi)
 #: which :meth:`GaussianMixture.score` uses the plain expansion (no centring on ``k*``); in float32
 #: a scale of 200, e.g. unit components within 5 of their average and points within 10 in 16-d
 PLAIN_EXPANSION_ERROR = 200 * torch.finfo(torch.float32).eps
+#: largest dimension for which :meth:`GaussianMixture.score_combination` works in the layout
+#: ``(d, N)`` (measured on CPU: faster up to d = 8, slower at d = 16)
+TRANSPOSED_LAYOUT_MAX_DIM = 8
 
 
 def _to(t: Tensor | None, like: Tensor) -> Tensor | None:
@@ -242,22 +245,34 @@ class GaussianMixture(Target):
 
             a x + b P (sum_k w_k m_k - x) = (a - b P) x + b sum_k w_k (P m_k),
 
-        one product ``(d, K) x (K, N)`` added to ``x`` laid out ``(d, N)`` (for small ``d`` several
-        times faster than the ``(N, K) x (K, d)`` product).  Relative to :meth:`score`, its
+        one matrix product added to ``x``: for ``d <= TRANSPOSED_LAYOUT_MAX_DIM`` the product
+        ``(d, K) x (K, N)`` into ``x`` laid out ``(d, N)`` (the result is then a transposed view; for
+        small ``d`` the ``(N, K) x (K, d)`` product is several times slower), above it into ``x`` as
+        it is.  Relative to :meth:`score`, its
         rounding is ``eps |b| |P| max|m_k|`` rather than relative to ``|score|``, i.e. the rounding
         of the combination itself.  Everywhere else ``a x + b score(x)``.
         """
         check_points(x, self.dim)
+        return self._score_combination(x, x_weight, score_weight, compile)
+
+    def _score_combination(self, x: Tensor, x_weight: float, score_weight: float, compile: bool) -> Tensor:
+        """:meth:`score_combination` of checked points."""
         tab = self._tables(x.dtype, x.device)
         # the logits about the origin, from x itself: they round by eps |P| |x| |m_k - centre|
         if not (tab.plain_combination and _plain_expansion_fits(x, tab)):
             return self.score(x, compile=compile).mul_(score_weight).add_(x, alpha=x_weight)
         xt = x.T
         resp = torch.softmax(torch.addmm(tab.origin_const, tab.base_prec_mean, xt), 0)  # (K, N)
-        if tab.isotropic:
+        if x.shape[1] <= TRANSPOSED_LAYOUT_MAX_DIM:  # the product (d, K) x (K, N), into x laid out (d, N)
+            if tab.isotropic:
+                bp = score_weight * tab.iso_prec
+                return torch.addmm(xt, tab.mean_hi.T, resp, beta=x_weight - bp, alpha=bp).T
+            scaled = xt * (x_weight - score_weight * tab.prec[0][:, None])
+            return scaled.addmm_(tab.prec_means.T, resp, alpha=score_weight).T
+        if tab.isotropic:  # the product (N, K) x (K, d), into x as it is
             bp = score_weight * tab.iso_prec
-            return torch.addmm(xt, tab.means_t, resp, beta=x_weight - bp, alpha=bp).T
-        return (xt * (x_weight - score_weight * tab.prec_col)).addmm_(tab.prec_means_t, resp, alpha=score_weight).T
+            return torch.addmm(x, resp.T, tab.mean_hi, beta=x_weight - bp, alpha=bp)
+        return (x * (x_weight - score_weight * tab.prec[0])).addmm_(resp.T, tab.prec_means, alpha=score_weight)
 
     def _full_score(self, x: Tensor) -> Tensor:
         # streaming softmax over components: running max, normaliser and weighted score
@@ -323,8 +338,7 @@ class _ScoreTables(NamedTuple):
     ``rough_const = 2 const - |m_k|^2_P`` (the rough pass works with twice the logits),
     ``dist2[j, k] = |m_k - m_j|^2_{P_k}`` and ``picked`` (hi, lo and rotated mean side by side,
     gathered for ``k*`` by one product with a one-hot matrix).  For
-    :meth:`GaussianMixture.score_combination`: ``means_t`` (``M^T``, ``d x K``), ``prec_means_t``
-    (``(P M)^T``), ``prec_col`` (the shared diagonal precision as a column), ``origin_const``
+    :meth:`GaussianMixture.score_combination`: ``prec_means`` (``P_k m_k``, not centred), ``origin_const``
     (``plain_const - (P (m_k - centre)) . centre``, a column: the plain logits' constant for points
     not centred) and ``plain_combination`` (whether it applies: ``diag``, shared precision, ``K > 1``).
     ``plain_limit`` is the largest ``max|y_i|`` for which the plain expansion is used.
@@ -353,9 +367,7 @@ class _ScoreTables(NamedTuple):
     plain_limit: float
     plain_combination: bool
     origin_const: Tensor
-    means_t: Tensor
-    prec_means_t: Tensor
-    prec_col: Tensor
+    prec_means: Tensor
 
     @classmethod
     def build(cls, mix: GaussianMixture, dtype: torch.dtype, device: torch.device) -> _ScoreTables:
@@ -391,8 +403,7 @@ class _ScoreTables(NamedTuple):
             plain_limit=PLAIN_EXPANSION_ERROR / (torch.finfo(dtype).eps * plain_scale) if plain_scale > 0 else math.inf,
             plain_combination=shared and mix.basis is None and mix.n_components > 1,
             origin_const=cast((const - 0.5 * (rot * rot * prec).sum(1) - (prec * rot) @ centre)[:, None]),
-            means_t=cast(means.T.contiguous()),
-            prec_means_t=cast((prec * means).T.contiguous()), prec_col=cast(prec[0][:, None]),
+            prec_means=cast(prec * means),
         )
 
 
