@@ -65,8 +65,8 @@ class ScoreModel(ABC):
 
     def score_combination(self, x: Tensor, t: Time, x_weight: float, score_weight: float) -> Tensor:
         """:meth:`combine` without the checks and the counting (inputs already checked); by default
-        ``score(x, t) * score_weight + x * x_weight``."""
-        return self.score(x, t).mul(score_weight).add_(x, alpha=x_weight)
+        ``x * x_weight + score(x, t) * score_weight``."""
+        return (x * x_weight).add_(self.score(x, t), alpha=score_weight)
 
     def _check_and_count(self, x: Tensor, t: Time) -> None:
         check_points(x, self.dim)

@@ -260,7 +260,7 @@ class GaussianMixture(Target):
         tab = self._tables(x.dtype, x.device)
         # the logits about the origin, from x itself: they round by eps |P| |x| |m_k - centre|
         if not (tab.plain_combination and _plain_expansion_fits(x, tab)):
-            return self.score(x, compile=compile).mul_(score_weight).add_(x, alpha=x_weight)
+            return (x * x_weight).add_(self.score(x, compile=compile), alpha=score_weight)
         xt = x.T
         resp = torch.softmax(torch.addmm(tab.origin_const, tab.base_prec_mean, xt), 0)  # (K, N)
         if x.shape[1] <= TRANSPOSED_LAYOUT_MAX_DIM:  # the product (d, K) x (K, N), into x laid out (d, N)
