@@ -248,9 +248,10 @@ class GaussianMixture(Target):
         one matrix product added to ``x``: for ``d <= TRANSPOSED_LAYOUT_MAX_DIM`` the product
         ``(d, K) x (K, N)`` into ``x`` laid out ``(d, N)`` (the result is then a transposed view; for
         small ``d`` the ``(N, K) x (K, d)`` product is several times slower), above it into ``x`` as
-        it is.  Relative to :meth:`score`, its
-        rounding is ``eps |b| |P| max|m_k|`` rather than relative to ``|score|``, i.e. the rounding
-        of the combination itself.  Everywhere else ``a x + b score(x)``.
+        it is.  The logits are taken about the origin (no centring pass), so the plain expansion's
+        bound is checked on ``max|x_i|``.  Unlike :meth:`score`, the rounding is ``eps |b| |P|
+        max|m_k|`` rather than relative to ``|score|``: the rounding of the combination itself.
+        Everywhere else (other covariances, unequal precisions, far points) ``a x + b score(x)``.
         """
         check_points(x, self.dim)
         return self._score_combination(x, x_weight, score_weight, compile)
