@@ -267,9 +267,9 @@ class GaussianMixture(Target):
         if x.shape[1] <= TRANSPOSED_LAYOUT_MAX_DIM:  # the product (d, K) x (K, N), into x laid out (d, N)
             if tab.isotropic:
                 bp = score_weight * tab.iso_prec
-                return torch.addmm(xt, tab.mean_hi.T, resp, beta=x_weight - bp, alpha=bp).T
-            scaled = xt * (x_weight - score_weight * tab.prec[0][:, None])
-            return scaled.addmm_(tab.prec_means.T, resp, alpha=score_weight).T
+                return torch.addmm(xt, tab.means_t, resp, beta=x_weight - bp, alpha=bp).T
+            scaled = xt * (x_weight - score_weight * tab.prec_col)
+            return scaled.addmm_(tab.prec_means_t, resp, alpha=score_weight).T
         if tab.isotropic:  # the product (N, K) x (K, d), into x as it is
             bp = score_weight * tab.iso_prec
             return torch.addmm(x, resp.T, tab.mean_hi, beta=x_weight - bp, alpha=bp)
@@ -339,7 +339,8 @@ class _ScoreTables(NamedTuple):
     ``rough_const = 2 const - |m_k|^2_P`` (the rough pass works with twice the logits),
     ``dist2[j, k] = |m_k - m_j|^2_{P_k}`` and ``picked`` (hi, lo and rotated mean side by side,
     gathered for ``k*`` by one product with a one-hot matrix).  For
-    :meth:`GaussianMixture.score_combination`: ``prec_means`` (``P_k m_k``, not centred), ``origin_const``
+    :meth:`GaussianMixture.score_combination`: ``prec_means`` (``P_k m_k``, not centred), the transposed
+    views ``means_t`` and ``prec_means_t``, ``prec_col`` (the shared precision as a column), ``origin_const``
     (``plain_const - (P (m_k - centre)) . centre``, a column: the plain logits' constant for points
     not centred) and ``plain_combination`` (whether it applies: ``diag``, shared precision, ``K > 1``).
     ``plain_limit`` is the largest ``max|y_i|`` for which the plain expansion is used.
@@ -369,6 +370,9 @@ class _ScoreTables(NamedTuple):
     plain_combination: bool
     origin_const: Tensor
     prec_means: Tensor
+    means_t: Tensor
+    prec_means_t: Tensor
+    prec_col: Tensor
 
     @classmethod
     def build(cls, mix: GaussianMixture, dtype: torch.dtype, device: torch.device) -> _ScoreTables:
@@ -404,7 +408,8 @@ class _ScoreTables(NamedTuple):
             plain_limit=PLAIN_EXPANSION_ERROR / (torch.finfo(dtype).eps * plain_scale) if plain_scale > 0 else math.inf,
             plain_combination=shared and mix.basis is None and mix.n_components > 1,
             origin_const=cast((const - 0.5 * (rot * rot * prec).sum(1) - (prec * rot) @ centre)[:, None]),
-            prec_means=cast(prec * means),
+            prec_means=cast(prec * means), means_t=hi.to(device).T, prec_means_t=cast((prec * means).T),
+            prec_col=cast(prec[0][:, None]),
         )
 
 
