@@ -32,4 +32,4 @@ class EulerMaruyama(Sampler):
         h = t - t_next
         (f,), (g2,) = process.scalars("f", t), process.scalars("g2", t)
         # (1 - h f) x + h g2 s + sqrt(g2 h) z: the score term through ScoreModel.combine
-        return score.combine(x, t, 1.0 - h * f, h * g2).add_(noise[:, 0], alpha=math.sqrt(g2 * h))
+        return score.combine(x, t, 1.0 - h * f, h * g2).add_(noise.select(1, 0), alpha=math.sqrt(g2 * h))
