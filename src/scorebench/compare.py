@@ -84,9 +84,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .results import CELL_COLUMNS, TABLE_FILE, ResultsError, read_provenance, read_results
+from .stats import normal_quantile, t_half_width, welch_half_width
 
 TIMING_COLUMNS: tuple[str, ...] = ("sample_s", "fit_s")
 WORSE, BETTER, SAME, FAILING = "worse", "better", "indistinguishable", "failing"
@@ -137,30 +137,6 @@ class Tolerance:
         return max(rel * abs(base), floor_term, spread_term, self.abs_tol)
 
 
-# ---------------------------------------------------------------------------------------
-# statistics
-# ---------------------------------------------------------------------------------------
-
-
-def _t_half(values: np.ndarray, level: float) -> float:
-    """Half-width of the Student-t interval of the mean of ``values`` (NaN for one value)."""
-    k = len(values)
-    if k < 2:
-        return math.nan
-    sd = float(np.std(values, ddof=1))
-    return float(stats.t.ppf(0.5 + level / 2, k - 1)) * sd / math.sqrt(k)
-
-
-def _welch_half(a: np.ndarray, b: np.ndarray, level: float) -> float:
-    """Half-width of Welch's interval for ``mean(b) - mean(a)``."""
-    va, vb = float(np.var(a, ddof=1)) / len(a), float(np.var(b, ddof=1)) / len(b)
-    se2 = va + vb
-    if se2 == 0:
-        return 0.0
-    dof = se2**2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    return float(stats.t.ppf(0.5 + level / 2, dof)) * math.sqrt(se2)
-
-
 @dataclass
 class Sample:
     """The ``ok`` rows of one (cell, metric, t) on one side: per seed, the value and the
@@ -198,11 +174,11 @@ def _own_half(sample: Sample, seeds: Sequence[int], level: float) -> float:
     the row's own interval (the runner's 95% bootstrap over particles, rescaled to ``level``
     by the normal quantiles, or zero for an exact law)."""
     if len(seeds) >= 2:
-        return _t_half(np.array([sample.values[s] for s in seeds]), level)
+        return t_half_width(np.array([sample.values[s] for s in seeds]), level)
     halves = [sample.halves[s] for s in seeds if math.isfinite(sample.halves[s])]
     if not halves:
         return math.nan
-    return float(np.mean(halves)) * float(stats.norm.ppf(0.5 + level / 2) / stats.norm.ppf(0.5 + ROW_LEVEL / 2))
+    return float(np.mean(halves)) * normal_quantile(0.5 + level / 2) / normal_quantile(0.5 + ROW_LEVEL / 2)
 
 
 def _spread(sample: Sample, seeds: Sequence[int]) -> float:
@@ -221,12 +197,12 @@ def _difference(b: Sample, n: Sample, level: float) -> dict[str, Any]:
         bv = np.array([b.values[s] for s in common])
         d = np.array([n.values[s] for s in common]) - bv
         return {"base": float(bv.mean()), "new": float(bv.mean() + d.mean()), "diff": float(d.mean()),
-                "half": _t_half(d, level), "method": "paired t", "seeds": len(common),
+                "half": t_half_width(d, level), "method": "paired t", "seeds": len(common),
                 "spread": _pooled(_spread(b, common), _spread(n, common))}
     if len(b.values) >= 2 and len(n.values) >= 2:
         bv, nv = np.array(list(b.values.values())), np.array(list(n.values.values()))
         return {"base": float(bv.mean()), "new": float(nv.mean()), "diff": float(nv.mean() - bv.mean()),
-                "half": _welch_half(bv, nv, level), "method": "Welch t", "seeds": min(len(bv), len(nv)),
+                "half": welch_half_width(bv, nv, level), "method": "Welch t", "seeds": min(len(bv), len(nv)),
                 "spread": _pooled(_spread(b, list(b.values)), _spread(n, list(n.values)))}
     sb, sn = (common, common) if common else (sorted(b.values), sorted(n.values))
     mb, mn = float(np.mean([b.values[s] for s in sb])), float(np.mean([n.values[s] for s in sn]))

@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from scipy import stats
 from tqdm import tqdm
 
 from .device import resolve_device
@@ -67,6 +66,7 @@ from .results import (
     write_provenance,
 )
 from .rundir import RunLock, make_run_dir
+from .stats import t_half_width
 from .suite import Cell, Suite, SuiteError, derive_seed
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -558,8 +558,7 @@ class Runner:
                 continue
             vals = [r["value"] for r in members]
             mean = sum(vals) / k
-            sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (k - 1))
-            half = float(stats.t.ppf(0.975, k - 1)) * sd / math.sqrt(k)
+            half = t_half_width(vals, 0.95)
             for r in members:
                 r["ci_low"], r["ci_high"] = mean - half, mean + half
 

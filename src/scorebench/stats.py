@@ -1,4 +1,4 @@
-"""Statistics shared by the conformance kit, compare and the report."""
+"""Statistics shared by the runner, compare, the conformance kit and the report."""
 
 from __future__ import annotations
 
@@ -6,6 +6,36 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import stats
+
+
+def t_half_width(values: Sequence[float] | np.ndarray, level: float = 0.95) -> float:
+    r"""Half-width of the Student-t interval of the mean of ``values`` at ``level``:
+    ``t_{(1 + level)/2, k - 1} s / sqrt(k)`` with ``s`` the sample standard deviation of the ``k``
+    values (NaN for fewer than two)."""
+    v = np.asarray(values, dtype=float)
+    k = len(v)
+    if k < 2:
+        return math.nan
+    return float(stats.t.ppf(0.5 + level / 2, k - 1)) * float(np.std(v, ddof=1)) / math.sqrt(k)
+
+
+def welch_half_width(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, level: float = 0.95) -> float:
+    r"""Half-width of Welch's interval for ``mean(b) - mean(a)``: ``t_{(1 + level)/2, nu} se`` with
+    ``se^2 = s_a^2/n_a + s_b^2/n_b`` and the Welch--Satterthwaite degrees of freedom ``nu``
+    (0 when both samples are constant)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    va, vb = float(np.var(a, ddof=1)) / len(a), float(np.var(b, ddof=1)) / len(b)
+    se2 = va + vb
+    if se2 == 0:
+        return 0.0
+    dof = se2**2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return float(stats.t.ppf(0.5 + level / 2, dof)) * math.sqrt(se2)
+
+
+def normal_quantile(p: float) -> float:
+    """The standard normal quantile ``Phi^{-1}(p)``."""
+    return float(stats.norm.ppf(p))
 
 
 def fit_order(steps: Sequence[float], values: Sequence[float]) -> tuple[float, float, float]:
