@@ -553,16 +553,16 @@ def metric_table(rows: Sequence[MetricRow]) -> str:
 
 
 def provenance() -> str:
-    from . import timing
+    from . import environment
 
-    commit = timing.git_output("rev-parse", "--short", "HEAD")
-    status = timing.git_output("status", "--porcelain")
+    commit = environment.git_output("rev-parse", "--short", "HEAD")
+    status = environment.git_output("status", "--porcelain")
     dirty = " (uncommitted changes)" if status else ""
     versions = ", ".join(
-        f"{p} {timing.package_version(p) or NOT_INSTALLED}" for p in ("torch", "torchsde", "geomloss", "pot")
+        f"{p} {environment.package_version(p) or NOT_INSTALLED}" for p in ("torch", "torchsde", "geomloss", "pot")
     )
     return (f"scorebench {sb.__version__} at {commit or 'an unknown commit'}{dirty}; {versions}; "
-            f"{timing.cpu_model()}, {os.cpu_count()} CPUs")
+            f"{environment.cpu_model()}, {os.cpu_count()} CPUs")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,7 +30,7 @@ from typing import Any
 
 import pandas as pd
 
-from .timing import cpu_model, git_output, package_version
+from .environment import atomic_write_text, cpu_model, git_output, package_version
 
 SCHEMA_VERSION = 3
 
@@ -94,16 +94,6 @@ PROVENANCE_FILE = "provenance.json"
 
 class ResultsError(ValueError):
     """A result table that cannot be read as the current schema."""
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old or the new file, never a part."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:  # the bytes checksummed are the bytes written
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def conform(df: pd.DataFrame, source: Path | None = None) -> pd.DataFrame:
