@@ -1,4 +1,4 @@
-"""The convex two-layer ReLU score estimator (Zhang & Pilanci; science.md C).
+"""The convex two-layer ReLU score estimator (Zhang & Pilanci; docs/theory.md C).
 
 Independent truths: cvxpy (CLARABEL) on the same convex program and on the cone projections,
 nonconvex training of the same network by Adam, the rescaling identity of the recovered
@@ -188,7 +188,7 @@ def test_learned_1d_score_is_piecewise_linear_with_kinks_at_the_neurons() -> Non
 
 
 def test_kinks_need_not_sit_at_data_points() -> None:
-    """science.md C.2 step 4 says the optimal 1-D score has kinks only at data points.  With the bias inside
+    """docs/theory.md C.2 step 4 says the optimal 1-D score has kinks only at data points.  With the bias inside
     the group norm that is false: cvxpy's optimum of this program has a heavy neuron whose kink lies strictly
     between two inputs (the module docstring says so)."""
     program = one_level(1, 15, 1e-2, seed=0)

@@ -1,5 +1,5 @@
 """Exact laws: Gaussian distances against independent formulas, step maps against the
-closed-form table of science.md F.4, Bruno et al.'s example, and convergence orders."""
+closed-form table of docs/theory.md F.4, Bruno et al.'s example, and convergence orders."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def test_kl_matches_torch_distributions(d: int) -> None:
     assert sb.gaussian_kl(p, p) == pytest.approx(0.0, abs=1e-10)
 
 
-# -- step maps against science.md F.4 --------------------------------------------------
+# -- step maps against docs/theory.md F.4 ----------------------------------------------
 
 LAM = torch.tensor([0.3, 1.0, 2.5], dtype=torch.float64)
 MU = torch.tensor([1.5, -1.0, 0.5], dtype=torch.float64)
@@ -66,7 +66,7 @@ AXES = sb.get_target("gaussian", mean=MU.tolist(), cov=torch.diag(LAM).tolist())
 
 
 def table_f4(key: str, process: sb.ForwardProcess, t: float, tn: float) -> tuple[torch.Tensor, ...]:
-    """Per-direction (A, c, q) of one step, written from science.md F.4 for the exact score
+    """Per-direction (A, c, q) of one step, written from docs/theory.md F.4 for the exact score
     s = -a_t (x - b_t), a_t = 1/(alpha_t^2 lambda + sigma_t^2), b_t = alpha_t mu."""
     h = t - tn
     al, s2 = float(process.alpha(t)), float(process.sigma2(t))
@@ -156,7 +156,7 @@ def test_bias_noise_keeps_exact_laws_and_shifts_the_mean() -> None:
     assert (laws[1].mean - laws[0].mean).norm() > 0.01
 
 
-# -- Bruno et al. (science.md B.3) ------------------------------------------------------
+# -- Bruno et al. (docs/theory.md B.3) --------------------------------------------------
 
 def test_bruno_recursion_is_reproduced() -> None:
     """EI on OU with the exact affine score -x + mu e^{-t}: the law follows
@@ -243,7 +243,7 @@ def test_heun_is_steeper_than_euler() -> None:
 
 
 def test_science_f4_numbers_on_vp() -> None:
-    """science.md F.4: VP, target N(1.5, 0.3), prior start: EM and EI slopes -1.01 over
+    """docs/theory.md F.4: VP, target N(1.5, 0.3), prior start: EM and EI slopes -1.01 over
     N = 25..1600; PF-ODE Euler plateaus near 5e-3 (the ODE keeps the prior's error)."""
     vp = sb.get_process("vp")
     target = sb.get_target("gaussian", mean=[1.5], cov=[[0.3]])

@@ -24,7 +24,7 @@ SMALL = {"iterations": 150, "width": 16, "batch_size": 500}  # small networks: t
 
 def _exact_laws(score: sb.ScoreModel, process: sb.ForwardProcess, grid: torch.Tensor,
                 horizon: float | None = None) -> list[GaussianLaw]:
-    """The exact JKO recursion's laws rho_0 .. rho_N on ``grid`` (science.md E3)."""
+    """The exact JKO recursion's laws rho_0 .. rho_N on ``grid`` (docs/theory.md (E3))."""
     exact = sb.get_sampler("jko_exact_gaussian", horizon=horizon)
     exact.begin(score, process, grid)
     mu, U = exact._mu, exact._U

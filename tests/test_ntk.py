@@ -1,4 +1,4 @@
-"""The NTK score estimators ``ntk`` (network) and ``ntk_kernel`` (closed-form kernel GD), science.md A and F.6."""
+"""The NTK score estimators ``ntk`` (network) and ``ntk_kernel`` (closed-form kernel GD), docs/theory.md A and F.6."""
 
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ def test_drift_is_derivative_of_log_alpha(process: sb.ForwardProcess) -> None:
 
 
 def test_sigma2_solves_the_variance_ode(process: sb.ForwardProcess) -> None:
-    """sigma_t^2 = alpha_t^2 int_0^t g^2/alpha^2 (science.md 0.2), by quadrature."""
+    """sigma_t^2 = alpha_t^2 int_0^t g^2/alpha^2 (docs/theory.md §0.2), by quadrature."""
     for t in _times(process):
         integral, _ = quad(
             lambda u: float(process.g2(u) / process.alpha(u) ** 2), 0.0, t, epsabs=0, epsrel=1e-12, limit=200

@@ -8,7 +8,7 @@ measures it on a Gaussian target with the exact score, where that law is known e
 * a **time reversal** starts from exact draws of ``p_{T0}`` (``T0`` the sampler's
   :meth:`~scorebench.samplers.Sampler.start_time`), so that no initialisation error hides
   the discretisation error (a probability-flow ODE does not contract the prior's error,
-  science.md F.4), and should produce ``p_{t_min}``;
+  docs/theory.md F.4), and should produce ``p_{t_min}``;
 * a **gradient flow** (a JKO scheme, ``sampler.gradient_flow``) starts from its own initial
   law and should produce the law at its flow time ``tau`` of the Langevin diffusion toward
   ``p_{t_min}`` (:func:`~scorebench.exact.langevin_flow_law`), the limit of JKO steps of total

@@ -7,7 +7,7 @@ corrector with a fixed corrector step -- then each step is
 
     x' = A x + c + B z,      z ~ N(0, I_{m d}),
 
-and a Gaussian law ``N(m, P)`` is carried to ``N(A m + c, A P A^T + B B^T)`` (science.md F.4).
+and a Gaussian law ``N(m, P)`` is carried to ``N(A m + c, A P A^T + B B^T)`` (docs/theory.md F.4).
 :func:`affine_step_map` reads ``A``, ``c`` and ``B`` off the sampler's own ``step`` by
 evaluating it on the basis vectors in float64 (so any registered or plugin sampler is
 covered, with no per-scheme formula to keep in sync) and checks affinity at a random
@@ -74,7 +74,7 @@ def _psd_sqrt(cov: Tensor) -> Tensor:
 
 
 def gaussian_w2(p: GaussianLaw, q: GaussianLaw) -> float:
-    r"""Exact 2-Wasserstein distance between Gaussians (the Bures formula, science.md F.3).
+    r"""Exact 2-Wasserstein distance between Gaussians (the Bures formula, docs/theory.md F.3).
 
     ``W2^2 = ||m_p - m_q||^2 + tr(P + Q - 2 (Q^{1/2} P Q^{1/2})^{1/2})``, computed with symmetric
     eigendecompositions in float64 and tiny negative eigenvalues clipped.

@@ -5,7 +5,7 @@ Every process is a linear SDE  ``dX = f(t) X dt + g(t) dW``  on ``[0, T]``, so t
 
     alpha_t = exp(int_0^t f),      sigma_t^2 = alpha_t^2 int_0^t g(u)^2 / alpha_u^2 du
 
-(science.md §0.2, F.1).  Reverse samplers run from ``T`` down to ``t_min`` and need, besides
+(docs/theory.md §0.2, F.1).  Reverse samplers run from ``T`` down to ``t_min`` and need, besides
 ``f`` and ``g``, the exact solution of the linear part over a step (exponential integrator)
 and the forward transition between two times; both follow from ``alpha`` and
 ``sigma`` in closed form and are provided here so that every sampler works with every

@@ -1,4 +1,4 @@
-r"""Two-layer ReLU score networks trained by convex optimisation (Zhang & Pilanci, science.md C).
+r"""Two-layer ReLU score networks trained by convex optimisation (Zhang & Pilanci, docs/theory.md C).
 
 Zhang & Pilanci (arXiv 2402.01965, "Analyzing neural network-based generative diffusion models
 through convex optimization") write score matching with a two-layer ReLU network as a convex
@@ -6,7 +6,7 @@ program over activation patterns, following Pilanci & Ergen (ICML 2020, "Neural 
 convex regularizers").  At one noise level, denoising score matching (DSM) is a squared-loss
 regression from the noisy input to the noise, so with ``x~ = (x, 1)`` and the network
 ``f(x) = sum_j c_j (a_j^T x~)_+`` under weight decay ``(beta/2) sum_j (||a_j||^2 + c_j^2)``
-(science.md C.2, steps 1-3 and 6) its global optimum is that of
+(docs/theory.md C.2, steps 1-3 and 6) its global optimum is that of
 
     min_{u_i, w_i}  (1/2n) || sum_i D_i X~ (u_i - w_i) - y ||^2 + beta sum_i (||u_i||_2 + ||w_i||_2)
     s.t.            (2 D_i - I) X~ u_i >= 0,   (2 D_i - I) X~ w_i >= 0                 (C-DSM)
@@ -27,7 +27,7 @@ Choices made here
   of the shared-neuron network, so it is not used.
 * **Bias penalised.**  The group norm covers slope and bias (as in ``pilancilab/scnn``).  A
   consequence worth knowing: the kinks of the learned 1-D score need not sit at data points
-  (science.md C.2 step 4 says they do; that holds for extreme-ray solutions, which an
+  (docs/theory.md C.2 step 4 says they do; that holds for extreme-ray solutions, which an
   unpenalised bias allows but a penalised one does not force).  What the constraints do
   guarantee: a neuron of a suffix or prefix pattern has its kink in the closed gap between
   the last input it is off on and the first it is on, and an all-on neuron's kink lies
@@ -39,7 +39,7 @@ Choices made here
   ``x_t = alpha_t x_0 + sigma_t z`` that the Gaussian fit ``N(m, Sigma)`` (training mean and
   covariance) does not: that fit's exact noise prediction is ``-sigma_t s_gauss(x_t, t)`` with
   ``s_gauss = -(alpha_t^2 Sigma + sigma_t^2 I)^{-1} (x - alpha_t m)`` (a fixed linear skip,
-  science.md C.2 step 7), so the targets are ``y = z + sigma_t s_gauss(x_t, t)`` and the score is
+  docs/theory.md C.2 step 7), so the targets are ``y = z + sigma_t s_gauss(x_t, t)`` and the score is
 
       s(x, t) = s_gauss(x, t) - eps^(x^, t) / sigma_t.
 
@@ -65,7 +65,7 @@ Choices made here
   noise prediction itself is the wrong thing to interpolate: it scales like ``sigma_t``, and
   a linear interpolation in ``log sigma_t`` of that, divided by ``sigma_t``, overshoots by
   the level ratio at small noise.)
-* **Patterns.**  In 1-D the enumeration is exact (science.md C.2 step 4): with sorted inputs
+* **Patterns.**  In 1-D the enumeration is exact (docs/theory.md C.2 step 4): with sorted inputs
   the patterns are the suffix sets ``{x >= x_(j)}``, the prefix sets ``{x <= x_(j)}`` and
   all-on, ``2n - 1`` for distinct data.  For ``d >= 2``, ``n_patterns`` directions
   ``g ~ N(0, I_{d+1})`` are drawn, the distinct nonzero columns of ``1[X~ g >= 0]`` kept, and
@@ -159,7 +159,7 @@ def patterns_1d(x: Tensor) -> tuple[Tensor, Tensor]:
 
     Suffix sets ``{x >= x_j}`` (``a > 0``), prefix sets ``{x <= x_j}`` (``a < 0``) and all-on
     (``a = 0, b > 0``), deduplicated, the all-off pattern left out (it carries no neuron):
-    ``P = 2n - 1`` for distinct points (science.md C.2 step 4).  Returns ``D`` of shape
+    ``P = 2n - 1`` for distinct points (docs/theory.md C.2 step 4).  Returns ``D`` of shape
     ``(P, n)`` (booleans) and ``G`` of shape ``(P, 2)``: ``(a, b)`` with the breakpoint
     ``-b/a`` midway between the last point off and the first point on, so that
     ``(2 D - 1) (a x + b) > 0`` strictly.
@@ -186,7 +186,7 @@ def sampled_patterns(X: Tensor, n_patterns: int, generator: torch.Generator) -> 
     """Distinct nonzero patterns ``1[X~ g >= 0]`` for ``n_patterns`` draws ``g ~ N(0, I)``, plus all-on.
 
     ``X`` is ``(n, p)`` with the bias column last.  Returns ``D`` of shape ``(P, n)``
-    (``P <= n_patterns + 1``; the sampling scheme of Pilanci & Ergen 2020, science.md C.2 step 5)
+    (``P <= n_patterns + 1``; the sampling scheme of Pilanci & Ergen 2020, docs/theory.md C.2 step 5)
     and, for each pattern, the mean of the unit directions that produced it (``e_bias`` for
     all-on), a direction inside its cone.
     """
@@ -672,7 +672,7 @@ def network_output(A: Tensor, C: Tensor, x: Tensor) -> Tensor:
 
 
 def nonconvex_objective(A: Tensor, C: Tensor, X: Tensor, Y: Tensor, beta: float) -> Tensor:
-    """The weight-decay objective of one network on ``(X~, Y)`` (science.md (C1), penalty form):
+    """The weight-decay objective of one network on ``(X~, Y)`` (docs/theory.md (C1), penalty form):
     ``(1/2n) ||relu(X~ A^T) C - Y||^2 + (beta/2)(||A||^2 + ||C||^2)``."""
     n = X.shape[0]
     R = torch.relu(X @ A.T) @ C - Y

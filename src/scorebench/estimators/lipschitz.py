@@ -1,4 +1,4 @@
-r"""``lipschitz``: score estimators from a Lipschitz approximating class (Bruno et al. 2023, science.md B).
+r"""``lipschitz``: score estimators from a Lipschitz approximating class (Bruno et al. 2023, docs/theory.md B).
 
 Bruno, Zhang, Lim, Akyildiz, Sabanis (arXiv 2311.13584) bound the W2 error of diffusion sampling of a
 strongly log-concave target when the score is fitted within a class of functions

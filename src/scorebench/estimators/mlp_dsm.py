@@ -13,13 +13,13 @@ every pair in every batch.  Weightings (:func:`.training.dsm_weight`): ``noise``
 ``lambda = sigma_t^2`` (epsilon prediction, Ho et al. 2020; with the ``noise`` parametrisation the
 loss is exactly ``||eps_hat - z||^2``), ``score`` ``lambda = 1``, ``denoiser``
 ``lambda = sigma_t^4 / alpha_t^2`` (the loss is then ``||x0_hat - x_0||^2`` with the Tweedie
-denoiser ``x0_hat = (x_t + sigma_t^2 s) / alpha_t``, science.md A.2).  Output parametrisations:
+denoiser ``x0_hat = (x_t + sigma_t^2 s) / alpha_t``, docs/theory.md A.2).  Output parametrisations:
 ``noise`` (``s = -eps_hat / sigma_t``) and ``score`` (``s = c_in F``).
 
 Optional: an exponential moving average of the weights (``ema``, the decay; the averaged weights
 are the fitted model), and early stopping on the DSM loss of a held-out fraction ``val_fraction``
 of the training set (a principled proxy: the held-out DSM loss is the true score error plus a
-constant, science.md F.6); the fitted model is then the best held-out one and the record's
+constant, docs/theory.md F.6); the fitted model is then the best held-out one and the record's
 ``stopped_at`` its iteration.
 """
 

@@ -9,8 +9,8 @@ features of the log noise level and both normalising ``x`` by the data statistic
   (the score of a Gaussian with the data's mean and variance is ``-c_in^2 (x - alpha_t m)``, so the
   network output ``F`` has unit scale).
 * :class:`LipschitzMLP` (``lipschitz``, family ``network``): ``s(x, t) = L g(x, t) - c x`` with ``g``
-  1-Lipschitz in ``x`` for every ``t``, hence ``Lip_x(s) <= L + c`` (Bruno et al. 2023, science.md
-  B.1: the approximating class is Lipschitz in ``x``).
+  1-Lipschitz in ``x`` for every ``t``, hence ``Lip_x(s) <= L + c`` (Bruno et al. 2023,
+  docs/theory.md B.1: the approximating class is Lipschitz in ``x``).
 
 Input scaling: ``c_in(t) = 1 / sqrt(alpha_t^2 v + sigma_t^2)`` with ``v`` the mean per-coordinate
 variance and ``m`` the mean of the training data, so that the network input has unit scale under

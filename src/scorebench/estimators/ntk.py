@@ -1,7 +1,7 @@
 r"""Neural-tangent-kernel score estimators of Han, Razaviyayn, Xu (2024): ``ntk`` and ``ntk_kernel``.
 
 Han, Razaviyayn, Xu, "Neural Network-Based Score Estimation in Diffusion Models: Optimization
-and Generalization" (arXiv 2401.15604, ICLR 2024); science.md A.2--A.7 and F.6.
+and Generalization" (arXiv 2401.15604, ICLR 2024); docs/theory.md A.2--A.7 and F.6.
 
 Parametric form (A.2).  The score is written through a denoiser ``f``,
 
@@ -46,7 +46,7 @@ Kernel (A.4).  With ``a_r^2 = 1`` the tangent kernel of each output converges to
     K(z, z') = <z~, z~'> (pi - arccos rho) / (2 pi),    rho = <z~, z~'> / (||z~|| ||z~'||),
 
 (times ``I_d``).  It does not depend on ``nu``: ``d g / d w_r = a_r 1{w_r . z~ > 0} z~ / sqrt m``
-and the indicator is scale free (science.md A.4 carries a factor ``nu^2``; with ``a_r`` fixed
+and the indicator is scale free (docs/theory.md A.4 carries a factor ``nu^2``; with ``a_r`` fixed
 at ``+-1`` and only ``W`` trained there is none, as the tests confirm against the empirical
 tangent kernel).  ``nu`` only sets how lazy training is: the relative weight change scales
 like ``1 / (nu sqrt m)``.
@@ -153,7 +153,7 @@ def relu_ntk(za: Tensor, zb: Tensor) -> Tensor:
     r"""Analytic tangent kernel of a first-layer-trained ReLU network, ``(n_a, n_b)``.
 
     ``K(z, z') = <z, z'> (pi - arccos rho) / (2 pi)``, ``rho`` the cosine of the angle
-    (science.md A.4, without the ``nu^2`` factor, see the module docstring).  Rows must be
+    (docs/theory.md A.4, without the ``nu^2`` factor, see the module docstring).  Rows must be
     non-zero (the input map's constant coordinate guarantees it).  Built in row blocks of at
     most ``2^22`` entries, so the only full-size allocation is the result.
     """

@@ -1,6 +1,6 @@
 r"""Exact and controlled-error scores for targets with closed-form marginals.
 
-``oracle`` returns the exact ``grad log p_t`` (science.md F.2), so a sampler run with it
+``oracle`` returns the exact ``grad log p_t`` (docs/theory.md F.2), so a sampler run with it
 shows pure discretisation and initialisation error.  ``noisy_oracle`` adds a perturbation
 ``e(x, t)`` with ``||e(x, t)|| = eps`` at every point, hence an L2 score error of exactly
 ``eps`` under any law of ``x``; a sampler's sensitivity to score error is then measured

@@ -2,7 +2,7 @@ r"""Shared machinery for learned score estimators: training data, DSM pairs, bud
 
 Every learned estimator draws ``n_train`` samples ``x_0`` from the target (or takes the
 tensor it is given), pairs each with one diffusion time and one Gaussian noise draw
-(science.md A.2: ``x_t = alpha_t x_0 + sigma_t z``), trains within a :class:`Budget`
+(docs/theory.md A.2: ``x_t = alpha_t x_0 + sigma_t z``), trains within a :class:`Budget`
 (iterations and/or wall seconds), and returns a :class:`LearnedScore` whose
 :class:`TrainingRecord` keeps the loss curve, the stopping iteration and why it stopped,
 and the fit seconds.  A loss that becomes NaN or infinite raises :class:`FitDiverged`,
@@ -11,7 +11,7 @@ which the runner records as a cell with status ``diverged``.
 Denoising score matching (Vincent 2011) at time ``t``:
 ``E || s(x_t, t) - grad log p(x_t | x_0) ||^2`` with ``grad log p(x_t | x_0) = -z / sigma_t``.
 It equals the true score error ``E || s - grad log p_t ||^2`` plus a constant ``c(t)``
-that does not depend on ``s`` (science.md F.6); :func:`dsm_constant` computes ``c(t)`` for
+that does not depend on ``s`` (docs/theory.md F.6); :func:`dsm_constant` computes ``c(t)`` for
 targets with exact marginals, so a held-out DSM loss becomes an exact excess risk.
 """
 
@@ -205,7 +205,7 @@ def dsm_loss(
 
 def dsm_constant(target: Target, process: ForwardProcess, t: Tensor, generator: torch.Generator | None,
                  n_mc: int = 20_000) -> Tensor:
-    r"""``c(t) = d / sigma_t^2 - E || grad log p_t(X_t) ||^2`` for each time in ``t`` (science.md F.6).
+    r"""``c(t) = d / sigma_t^2 - E || grad log p_t(X_t) ||^2`` for each time in ``t`` (docs/theory.md F.6).
 
     DSM loss at ``t`` = true score error at ``t`` + ``c(t)``.  Monte Carlo over ``n_mc`` draws of
     ``X_t`` per time; exact for Gaussians up to that Monte Carlo error.

@@ -19,7 +19,7 @@ class EulerMaruyama(Sampler):
     r"""Euler--Maruyama on the reverse SDE ``dY = [f Y - g^2 s(Y, t)] dt + g dW`` (Song et al. 2021).
 
     One step from ``t`` to ``t' = t - h``:  ``x' = x - h (f(t) x - g(t)^2 s(x, t)) + g(t) sqrt(h) z``.
-    Weak order 1 (science.md F.4, H.1).  Works with every linear process.  ``noise_removal``
+    Weak order 1 (docs/theory.md F.4, H.1).  Works with every linear process.  ``noise_removal``
     drops the noise of the final step (score_sde's default).
     """
 

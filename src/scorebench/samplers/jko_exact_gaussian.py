@@ -74,7 +74,7 @@ def jko_gaussian_step(m: Tensor, u: Tensor, lam: Tensor, h: float) -> tuple[Tens
 
         m' = m / (1 + h / lam),   u' = (lam u + sqrt(lam^2 u^2 + 4 h lam (h + lam))) / (2 (h + lam)),
 
-    which for ``lam = 1`` is science.md (E3).
+    which for ``lam = 1`` is docs/theory.md (E3).
     """
     m_new = m / (1.0 + h / lam)
     u_new = (lam * u + torch.sqrt(lam**2 * u**2 + 4.0 * h * lam * (h + lam))) / (2.0 * (h + lam))

@@ -1,4 +1,4 @@
-r"""Neural JKO flow: one invertible residual block per JKO step, trained block-wise (science.md E.2, E.3 #1).
+r"""Neural JKO flow: one invertible residual block per JKO step, trained block-wise (docs/theory.md E.2, E.3 #1).
 
 Each step ``k`` of the time grid is a JKO (Wasserstein proximal) step toward ``pi = p_{t_min}``,
 
@@ -21,7 +21,7 @@ mean and ``s`` their root-mean-square spread, so the same parameters suit any sc
     z2 = z1 + g(z1)                         (i-ResNet residual, Lip(g) <= lipschitz < 1)
     T(x) = c + s z2,   log det grad T(x) = tr S + log det(I + grad g(z1)).
 
-The affine part carries the exact Gaussian JKO map (which is affine, science.md E3), so on
+The affine part carries the exact Gaussian JKO map (which is affine, docs/theory.md (E3)), so on
 Gaussian targets the network only has to find ``S`` and ``b``; ``g`` corrects non-Gaussian parts.
 ``g`` is an MLP whose weights are divided by their exact spectral norms (hidden layers to norm
 <= 1, the output layer to ``lipschitz``) with a 1-Lipschitz activation, so ``z1 + g(z1)`` is

@@ -1,4 +1,4 @@
-r"""Implicit particle JKO steps from the first-order optimality condition (science.md E.3 #2)."""
+r"""Implicit particle JKO steps from the first-order optimality condition (docs/theory.md E.3 #2)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def smoothed_target_score(score: ScoreModel, process: ForwardProcess, b: float) 
 
 @SAMPLERS.register("jko_particle")
 class JKOParticle(Sampler):
-    r"""Particle JKO steps toward ``pi = p_{t_min}`` (Cheng, Lu, Tan, Xie 2024, science.md E.3).
+    r"""Particle JKO steps toward ``pi = p_{t_min}`` (Cheng, Lu, Tan, Xie 2024, docs/theory.md E.3).
 
     The JKO minimiser ``rho_{k+1}`` of ``KL(rho || pi) + W2^2(rho, rho_k)/(2h)`` is the push-forward
     of ``rho_k`` by ``T`` with the first-order condition ``T(x) = x + h [grad log pi - grad log

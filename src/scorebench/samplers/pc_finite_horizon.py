@@ -32,7 +32,7 @@ def _predictor(name: str) -> Sampler:
 @SAMPLERS.register("pc_finite_horizon")
 class PCFiniteHorizon(Sampler):
     r"""Predictor--corrector with a finite horizon (Pedrotti, Maas, Mondelli, TMLR 2024;
-    science.md D.1).
+    docs/theory.md D.1).
 
     1. Start at ``T1`` (not ``T``) from ``N(0, (alpha_{T1}^2 + sigma_{T1}^2) I)`` -- for VP/OU the
        stationary law ``N(0, I)``.
@@ -42,7 +42,7 @@ class PCFiniteHorizon(Sampler):
        fits every process).  Corrector time ``T2 = corrector_steps * h``.
     3. **Predictor:** the reverse process from ``T1`` down to ``t_min`` with ``predictor`` =
        ``ei`` (exponential integrator), ``em``, ``ode_euler`` or ``ode_heun``.  The paper's
-       summary leaves SDE vs ODE open ([?] in science.md), hence the choice.
+       summary leaves SDE vs ODE open ([?] in docs/theory.md D.1), hence the choice.
     4. Optionally (``denoise``) a final Tweedie step ``x <- (x + sigma^2 s(x, t_min)) / alpha``.
 
     The time grid a suite gives (from ``T`` to ``t_min``) is mapped affinely onto

@@ -24,7 +24,7 @@ class ProbabilityFlowODE(Sampler):
     second-order method (Karras et al. 2022, Alg. 1, here on every step since ``t_min > 0``
     keeps the last velocity finite), two evaluations per step, order 2.  Deterministic: no
     noise is drawn.  The ODE does not contract an initialisation error, so start it from the
-    exact ``p_T`` to see the discretisation error alone (science.md F.4).
+    exact ``p_T`` to see the discretisation error alone (docs/theory.md F.4).
     """
 
     noise_per_step = 0

@@ -88,7 +88,7 @@ class Gaussian(GaussianMixture):
 
 @TARGETS.register("gaussian_unknown_mean")
 class GaussianUnknownMean(Gaussian):
-    """``N(mu, I_d)``: Bruno et al. (2023)'s Gaussian with unknown mean (science.md B.3).
+    """``N(mu, I_d)``: Bruno et al. (2023)'s Gaussian with unknown mean (docs/theory.md B.3).
 
     Under OU ``p_t = N(mu e^{-t}, I)``, so the exact score ``-x + mu e^{-t}`` lies in the
     affine family ``-x + theta e^{-t}``.  ``mean`` defaults to the all-ones vector.

@@ -1,7 +1,7 @@
 r"""Gaussian mixtures with exact log-density, score, samples and diffused marginals.
 
 ``p = sum_k pi_k N(mu_k, Sigma_k)``.  Under a linear forward process every component stays
-Gaussian (science.md F.2):
+Gaussian (docs/theory.md F.2):
 
     p_t = sum_k pi_k N(alpha_t mu_k, alpha_t^2 Sigma_k + sigma_t^2 I),
 
