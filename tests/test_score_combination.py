@@ -189,3 +189,52 @@ def test_samplers_give_the_samples_of_the_two_step_form(sampler: str, params: di
     a = run.sample(fused, vp, 3000, 60, torch.Generator().manual_seed(4)).samples
     b = run.sample(two_step, vp, 3000, 60, torch.Generator().manual_seed(4)).samples
     assert float((a - b).abs().max()) <= 1e-4 * float(b.abs().max())
+
+
+def test_far_from_the_origin_the_bound_sends_points_to_the_centred_score(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Narrow components about 1000 from the origin, points on the boundaries between two of them:
+    logits taken about the origin would round by ~eps |P| |x| |m_k - c| ~ 0.1 and move the weights
+    where they matter.  The bound sends these points to the centred score (the check passes); with
+    the bound switched off the fused path is wrong there (the same check fails)."""
+    import scorebench.targets.mixture as mixture_module
+
+    p_t = at_time(shared_diag(True, K=4, d=3, width=0.1, offset=1000.0, spread=1.0), "t_min")
+    g = torch.Generator().manual_seed(7)
+    means = p_t.means.float()
+    pairs = torch.randint(0, 4, (2, 600), generator=g)
+    pairs = pairs[:, pairs[0] != pairs[1]]
+    x = 0.5 * (means[pairs[0]] + means[pairs[1]]) + 0.01 * torch.randn(pairs.shape[1], 3, generator=g)
+    check_combination(p_t, x, 0.99, 0.02, p_t.score_combination(x, 0.99, 0.02))
+    monkeypatch.setattr(mixture_module, "_plain_expansion_fits", lambda y, tab: True)
+    with pytest.raises(AssertionError):
+        check_combination(p_t, x, 0.99, 0.02, p_t.score_combination(x, 0.99, 0.02))
+
+
+def test_a_score_replaced_on_the_instance_is_the_one_combined() -> None:
+    model = fitted()
+    x = torch.randn(100, 3, generator=torch.Generator().manual_seed(2))
+    model.score = lambda x, t: torch.ones_like(x)  # type: ignore[method-assign]
+    torch.testing.assert_close(model.combine(x, 0.4, 0.5, 2.0), 0.5 * x + 2.0)
+
+
+def test_a_marginal_with_its_own_score_is_not_fused() -> None:
+    """A target whose marginals are a GaussianMixture subclass with a changed score: the oracle's
+    combination uses that score, not the mixture formula."""
+
+    class Shifted(GaussianMixture):
+        def score(self, x: torch.Tensor, compile: bool = False) -> torch.Tensor:
+            return super().score(x, compile) + 1.0
+
+    class ShiftedTarget(GaussianMixture):
+        def marginal(self, process, t):
+            p = super().marginal(process, t)
+            return Shifted(p.weights, p.means, p.eigvals, p.basis)
+
+    base = shared_diag(True, width=1.0, offset=1.0, spread=1.0)
+    target = ShiftedTarget(base.weights, base.means, base.eigvals, base.basis)
+    vp = sb.get_process("vp")
+    model = OracleScore(target, vp)
+    x = target.marginal(vp, 0.3).sample(200, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(model.combine(x, 0.3, 0.9, 0.1), 0.9 * x + 0.1 * model(x, 0.3), rtol=1e-5, atol=1e-5)
+    unshifted = GaussianMixture.score(target.marginal(vp, 0.3), x)
+    torch.testing.assert_close(model(x, 0.3), unshifted + 1.0)  # the marginal's own score is the one used

@@ -56,10 +56,11 @@ class ScoreModel(ABC):
         score (:meth:`score_combination`, e.g. the exact mixture score); the result then equals
         the two-step form up to float rounding of the combination.  An override of
         :meth:`score_combination` is used only by the class that defines it and by subclasses
-        that keep its :meth:`score`: a subclass that changes :meth:`score` gets the two-step form.
+        that keep its :meth:`score`: a subclass that changes :meth:`score`, or an instance whose
+        ``score`` was replaced, gets the two-step form.
         """
         self._check_and_count(x, t)
-        if _combination_follows_score(type(self)):
+        if _combination_follows_score(type(self)) and "score" not in self.__dict__:  # not replaced on the instance
             return self.score_combination(x, t, x_weight, score_weight)
         return ScoreModel.score_combination(self, x, t, x_weight, score_weight)
 

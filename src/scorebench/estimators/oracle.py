@@ -72,7 +72,7 @@ class OracleScore(ScoreModel):
     def score_combination(self, x: Tensor, t: Time, x_weight: float, score_weight: float) -> Tensor:
         if isinstance(t, float | int) and not isinstance(t, bool):
             p_t = self.marginal(float(t))
-            if isinstance(p_t, GaussianMixture):
+            if isinstance(p_t, GaussianMixture) and type(p_t).score is GaussianMixture.score:  # not a changed score
                 return p_t._score_combination(x, x_weight, score_weight, self.compile)  # x checked by combine
         return super().score_combination(x, t, x_weight, score_weight)
 

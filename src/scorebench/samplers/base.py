@@ -111,7 +111,9 @@ class Sampler(ABC):
         """Move ``x`` (shape ``(n, d)``) from time ``t`` to ``t_next < t``.
 
         ``noise`` has shape ``(n, noise_per_step, d)``, or is ``None`` when
-        ``noise_per_step == 0``.
+        ``noise_per_step == 0``.  ``x`` and the returned tensor may be non-contiguous (a step
+        through :meth:`ScoreModel.combine` can return a transposed view): use ``reshape``, not
+        ``view``.
         """
 
     # -- hooks a sampler may override -------------------------------------------------
@@ -183,7 +185,7 @@ class Sampler(ABC):
         chunks of at least that size.
         Draws are made on ``generator.device``.  ``callback(step, t_next, x, start)``, if
         given, sees each chunk's particles after every step (``start`` is the index of the
-        chunk's first particle).
+        chunk's first particle; the tensor may be non-contiguous).
         ``compile=True`` runs the score model's kernel through ``torch.compile`` where it has
         one (:attr:`ScoreModel.compile`: the exact mixture score does); the first call compiles
         (seconds to a minute), the results equal the eager ones to float rounding.
