@@ -134,3 +134,58 @@ def test_load_object_and_describe_plugin(tmp_path: Path) -> None:
     assert describe_plugin(sb.get_sampler("ddpm")) is None  # scorebench's own components are not plugins
     with pytest.raises(PluginError, match=r"expected 'package\.module:Name'"):
         load_object("a:b:c")
+
+
+EXACT_PLUGIN = '''
+from scorebench.estimators import Estimator
+from scorebench.estimators.base import require_exact_target
+from scorebench.estimators.oracle import OracleScore
+
+
+class MyOracle(Estimator):
+    """An exact-score estimator written outside scorebench: it declares what it needs."""
+
+    needs_exact_target = {needs}
+
+    def fit(self, data, process, generator=None):
+        return OracleScore(require_exact_target(data, "my_oracle"), process)
+'''
+
+EXACT_SUITE = '''
+[suite]
+name = "needs"
+[targets.f]
+name = "funnel"
+dim = 2
+[processes.vp]
+[estimators.est]
+name = "{spec}"
+[samplers.em]
+name = "euler_maruyama"
+[metrics]
+sliced_w2 = {{}}
+[[grid]]
+steps = [5]
+n_samples = [100]
+'''
+
+
+@pytest.mark.parametrize("needs", [True, False])
+def test_a_plugin_that_needs_exact_scores_is_refused_like_the_oracle(tmp_path: Path, needs: bool) -> None:
+    """``scorebench validate`` refuses a plugin estimator that declares ``needs_exact_target`` on a
+    sample-only target with the message the built-in oracle gets; without the declaration the
+    suite validates (the refusal reads the declaration, not the name)."""
+    (tmp_path / "my_est.py").write_text(EXACT_PLUGIN.format(needs=needs))
+    (tmp_path / "plugin.toml").write_text(EXACT_SUITE.format(spec="my_est:MyOracle"))
+    (tmp_path / "builtin.toml").write_text(EXACT_SUITE.format(spec="oracle"))
+    plugin = cli("validate", "plugin.toml", "--no-estimate", cwd=tmp_path)
+    builtin = cli("validate", "builtin.toml", "--no-estimate", cwd=tmp_path)
+    assert builtin.returncode == 2, builtin.stdout + builtin.stderr
+    if not needs:
+        assert plugin.returncode == 0, plugin.stdout + plugin.stderr
+        return
+    assert plugin.returncode == 2, plugin.stdout + plugin.stderr
+    tail = "needs exact scores, which target 'funnel' does not have; targets with exact scores: "
+    for out, name in ((plugin, "myoracle"), (builtin, "oracle")):
+        assert f"grid[0]: estimators.est x targets.f: estimator '{name}' {tail}" in out.stderr, out.stderr
+        assert "gaussian, gaussian_unknown_mean, gmm" in out.stderr

@@ -82,12 +82,13 @@ from pathlib import Path
 from typing import Any
 
 from .estimators import ESTIMATORS
+from .estimators.base import exact_target_message
 from .metrics import METRICS
 from .plugins import PluginError, is_spec, resolve_spec
 from .processes import GRID_KINDS, PROCESSES
 from .registry import Registry
 from .samplers import SAMPLERS
-from .targets import TARGETS
+from .targets import TARGETS, exact_score_targets
 from .targets.mixture import GaussianMixture
 from .validation import (
     INT64_MAX,
@@ -813,25 +814,21 @@ def _check_compatibility(
                 raise ctx.fail(
                     f"{where}: init x targets.{tl}",
                     f"init = 'exact' draws from p_T, which target {built['targets'][tl].name!r} does not have in "
-                    "closed form; targets with exact marginals: gaussian, gaussian_unknown_mean, gmm",
+                    f"closed form; targets with exact marginals: {', '.join(exact_score_targets())}",
                 )
     for tl in grid["targets"]:
         target = built["targets"][tl]
         for el in grid["estimators"]:
             est = built["estimators"][el]
-            if est.name in ("oracle", "noisy_oracle") and not target.has_marginals:
-                raise ctx.fail(
-                    f"{where}: estimators.{el} x targets.{tl}",
-                    f"estimator {est.name!r} needs exact scores, which target {target.name!r} does not have; "
-                    "targets with exact scores: gaussian, gaussian_unknown_mean, gmm",
-                )
+            if est.needs_exact_target and not target.has_marginals:
+                raise ctx.fail(f"{where}: estimators.{el} x targets.{tl}", exact_target_message(est.name, target.name))
         for mname in grid["metrics"]:
             metric = metrics[mname]
             if metric.kind in ("score", "trajectory", "exact") and not target.has_marginals:
                 raise ctx.fail(
                     f"{where}: metrics.{mname} x targets.{tl}",
                     f"metric {mname!r} needs the exact score, which target {target.name!r} does not have; "
-                    "use it with gaussian, gaussian_unknown_mean or gmm",
+                    f"targets with exact scores: {', '.join(exact_score_targets())}",
                 )
             if metric.kind == "moment":
                 try:

@@ -114,6 +114,9 @@ class Estimator(ABC):
     registered_name: ClassVar[str] = ""
     #: the fitted model is affine in x whenever the target is Gaussian (exact laws apply)
     preserves_affinity: ClassVar[bool] = False
+    #: ``fit`` needs the target itself, with closed-form marginals (its exact scores), not samples;
+    #: suite validation refuses the estimator on other targets (plugins declare it the same way)
+    needs_exact_target: ClassVar[bool] = False
     #: the training budget under ``--quick``: parameter -> the largest value a quick run uses
     #: (iterations, training set size, ...; see :meth:`quick_params`); empty: nothing to cut
     quick_budget: ClassVar[dict[str, int]] = {}
@@ -187,11 +190,17 @@ def require_exact_target(data: Target | Tensor, estimator: str) -> Target:
             f"estimator {estimator!r} needs the target itself (a Target), not training samples"
         )
     if not data.has_marginals:
-        raise ValueError(
-            f"estimator {estimator!r} needs exact scores, which target {data.name!r} does not have; "
-            "use it with gaussian, gaussian_unknown_mean or gmm"
-        )
+        raise ValueError(exact_target_message(estimator, data.name))
     return data
+
+
+def exact_target_message(estimator: str, target: str) -> str:
+    """The one message for an estimator that needs exact scores on a target without them (``fit``
+    and suite validation say the same), naming the registered targets that have them."""
+    from ..targets import exact_score_targets
+
+    return (f"estimator {estimator!r} needs exact scores, which target {target!r} does not have; "
+            f"targets with exact scores: {', '.join(exact_score_targets())}")
 
 
 #: every component this registry builds, plugins included, must be one

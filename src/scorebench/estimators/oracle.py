@@ -82,6 +82,7 @@ class Oracle(Estimator):
     """Exact score ``grad log p_t`` of a Gaussian or Gaussian-mixture target (no fitting)."""
 
     preserves_affinity = True
+    needs_exact_target = True
 
     def fit(
         self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator | None = None
@@ -136,6 +137,8 @@ class NoisyOracle(Estimator):
         features drawn from ``seed``.  ``bias``: a constant vector ``eps * u`` (``u`` a random
         unit vector); it keeps the score affine, so Gaussian exact laws still apply.
     """
+
+    needs_exact_target = True
 
     def __init__(
         self, eps: float = 0.1, kind: str = "fourier", n_features: int = 64,

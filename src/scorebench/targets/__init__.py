@@ -1,6 +1,6 @@
 """Target distributions, registered by name in :data:`TARGETS`."""
 
-from .base import TARGETS, Target
+from .base import TARGETS, Target, exact_score_targets
 from .gaussian import GMM, Gaussian, GaussianUnknownMean
 from .mixture import GaussianMixture
 from .sample_only import Circle, Funnel, StudentT
@@ -15,4 +15,5 @@ __all__ = [
     "GaussianUnknownMean",
     "StudentT",
     "Target",
+    "exact_score_targets",
 ]

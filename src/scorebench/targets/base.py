@@ -95,5 +95,11 @@ class Target(ABC):
         return f"{type(self).__name__}({args})"
 
 
+def exact_score_targets() -> list[str]:
+    """Registered targets (plugins included) that declare closed-form marginals
+    (:attr:`Target.has_marginals`), hence exact scores."""
+    return [n for n in TARGETS.names() if getattr(TARGETS.factory(n), "has_marginals", False)]
+
+
 #: every component this registry builds, plugins included, must be one
 TARGETS.base = Target
