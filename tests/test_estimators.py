@@ -101,3 +101,20 @@ def test_score_model_rejects_bad_input() -> None:
 def test_bad_noisy_oracle_parameters(params: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         sb.get_estimator("noisy_oracle", **params)
+
+
+@pytest.mark.parametrize("name", ["mlp_dsm", "lipschitz", "ntk", "ntk_kernel", "convex"])
+def test_fit_without_a_generator_is_fit_with_seed_0(name: str) -> None:
+    """Every learned estimator defaults to the same generator (a CPU generator seeded with 0), and
+    a different seed gives a different fit (so the comparison can fail)."""
+    cls = sb.estimators.ESTIMATORS.factory(name)
+    est = sb.get_estimator(name, **cls.quick_params({}))
+    target, vp = sb.get_target("gaussian", dim=2), sb.get_process("vp")
+    x = torch.randn(50, 2, generator=gen(9))
+
+    def fitted(generator: torch.Generator | None) -> torch.Tensor:
+        return est.fit(target, vp, generator)(x, 0.3).detach()
+
+    default = fitted(None)
+    torch.testing.assert_close(default, fitted(gen(0)), rtol=0, atol=0)
+    assert not torch.equal(default, fitted(gen(1)))

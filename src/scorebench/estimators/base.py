@@ -183,6 +183,11 @@ def cut_budget(
     return out
 
 
+def default_generator(generator: torch.Generator | None) -> torch.Generator:
+    """The generator given to ``fit``, or a CPU generator seeded with 0 (every estimator's default)."""
+    return torch.Generator().manual_seed(0) if generator is None else generator
+
+
 def require_exact_target(data: Target | Tensor, estimator: str) -> Target:
     """The ``data`` argument as a target with closed-form marginals, or a clear error."""
     if not isinstance(data, Target):

@@ -121,7 +121,7 @@ from scipy.spatial import ConvexHull, QhullError
 from torch import Tensor
 
 from ..validation import is_int_at_least, is_positive_real
-from .base import ESTIMATORS, Estimator
+from .base import ESTIMATORS, Estimator, default_generator
 from .training import (
     Budget,
     LearnedScore,
@@ -905,7 +905,7 @@ class ConvexReLU(Estimator):
     def fit(
         self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator | None = None
     ) -> LearnedScore:
-        gen = generator if generator is not None else torch.Generator().manual_seed(0)
+        gen = default_generator(generator)
         start = time.perf_counter()
         x0 = training_samples(data, self.n_train, gen, dtype=torch.float64)
         if not torch.isfinite(x0).all():

@@ -49,12 +49,11 @@ import torch
 from torch import Tensor
 
 from ..validation import is_int_at_least, is_positive_real
-from .base import ESTIMATORS, Estimator, cut_budget
+from .base import ESTIMATORS, Estimator, cut_budget, default_generator
 from .networks import (
     LIPSCHITZ_ACTIVATIONS,
     LipschitzMLP,
     data_statistics,
-    default_generator,
     minibatch_error,
     split_training_data,
     train_dsm,

@@ -31,12 +31,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from ..validation import is_int_at_least, is_positive_real
-from .base import ESTIMATORS, Estimator
+from .base import ESTIMATORS, Estimator, default_generator
 from .networks import (
     PARAMETRIZATIONS,
     ScoreMLP,
     data_statistics,
-    default_generator,
     minibatch_error,
     split_training_data,
     train_dsm,

@@ -74,10 +74,6 @@ def minibatch_error(estimator: str, batch_size: int, n_fit: int, what: str = "n_
     )
 
 
-def default_generator(generator: torch.Generator | None) -> torch.Generator:
-    """The fit generator, or a CPU generator seeded with 0."""
-    return torch.Generator().manual_seed(0) if generator is None else generator
-
 
 def init_linear(fan_in: int, fan_out: int, generator: torch.Generator, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """PyTorch's default ``nn.Linear`` initialisation, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, from ``generator``."""

@@ -122,7 +122,7 @@ from torch import Tensor
 
 from ..targets.base import Target
 from ..validation import is_int_at_least, is_positive_real
-from .base import ESTIMATORS, Estimator
+from .base import ESTIMATORS, Estimator, default_generator
 from .training import (
     Budget,
     LearnedScore,
@@ -542,7 +542,7 @@ class NTK(_NTKBase):
         self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator | None = None
     ) -> DenoiserScore:
         start = time.perf_counter()
-        gen = torch.Generator().manual_seed(0) if generator is None else generator
+        gen = default_generator(generator)
         prep = self._prepare(data, process, gen)
         z, y = prep.z, prep.y
         n, d = y.shape
@@ -652,7 +652,7 @@ class NTKKernel(_NTKBase):
         self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator | None = None
     ) -> DenoiserScore:
         start = time.perf_counter()
-        gen = torch.Generator().manual_seed(0) if generator is None else generator
+        gen = default_generator(generator)
         prep = self._prepare(data, process, gen)
         z, y = prep.z, prep.y
         n = z.shape[0]
