@@ -71,7 +71,7 @@ class ScoreModel(ABC):
 
     def _check_and_count(self, x: Tensor, t: Time) -> None:
         check_points(x, self.dim)
-        if isinstance(t, float | int) and not isinstance(t, bool):  # the samplers' case: no tensors built
+        if is_scalar_time(t):  # the samplers' case: no tensors built
             self.process.check_scalar_time(t)
         else:
             t_tensor = torch.as_tensor(t, dtype=torch.float64)
@@ -90,6 +90,11 @@ class ScoreModel(ABC):
     def reset_counts(self) -> None:
         self.calls = 0
         self.evaluations = 0
+
+
+def is_scalar_time(t: Time) -> bool:
+    """Whether ``t`` is one Python number (a time shared by the batch), not a tensor or sequence."""
+    return isinstance(t, float | int) and not isinstance(t, bool)
 
 
 @functools.cache

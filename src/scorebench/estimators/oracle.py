@@ -18,7 +18,7 @@ from torch import Tensor
 from ..targets.base import Target
 from ..targets.mixture import GaussianMixture
 from ..validation import is_int_at_least
-from .base import ESTIMATORS, Estimator, ScoreModel, require_exact_target
+from .base import ESTIMATORS, Estimator, ScoreModel, is_scalar_time, require_exact_target
 
 if TYPE_CHECKING:
     from ..processes import ForwardProcess, Time
@@ -64,13 +64,13 @@ class OracleScore(ScoreModel):
         return p_t
 
     def score(self, x: Tensor, t: Time) -> Tensor:
-        if isinstance(t, float | int) and not isinstance(t, bool):
+        if is_scalar_time(t):
             p_t = self.marginal(float(t))
             return p_t.score(x, compile=True) if self.compile and isinstance(p_t, GaussianMixture) else p_t.score(x)
         return exact_score(self.target, self.process, x, t)
 
     def score_combination(self, x: Tensor, t: Time, x_weight: float, score_weight: float) -> Tensor:
-        if isinstance(t, float | int) and not isinstance(t, bool):
+        if is_scalar_time(t):
             p_t = self.marginal(float(t))
             if isinstance(p_t, GaussianMixture) and type(p_t).score is GaussianMixture.score:  # not a changed score
                 return p_t._score_combination(x, x_weight, score_weight, self.compile)  # x checked by combine
