@@ -395,6 +395,8 @@ class _ScoreTables(NamedTuple):
         shared = bool((lam == lam[0]).all())
         base = prec.mean(0)  # Pbar
         plain_scale = float(prec.max() * math.sqrt(mix.dim) * rot.norm(dim=1).max())
+        plain_const = const - 0.5 * (rot * rot * prec).sum(1)
+        prec_means = cast(prec * means)
         return cls(
             shared_precision=shared, picked=cast(torch.cat([hi.to(torch.float64), lo.to(torch.float64), rot], 1)),
             mean_hi=hi.to(device), mean_lo=lo.to(device), rot_mean=cast(rot), eigvals=cast(lam), prec=cast(prec),
@@ -402,13 +404,13 @@ class _ScoreTables(NamedTuple):
             dev_prec_mean=cast((prec - base) * rot), const=cast(const), rough_const=cast(rough_const),
             dist2=cast(dist2),
             basis=cast(mix.basis), centre=cast(centre),
-            plain_const=cast(const - 0.5 * (rot * rot * prec).sum(1)),
+            plain_const=cast(plain_const),
             plain_scale=plain_scale,
             isotropic=bool((prec == prec[0, 0]).all()), iso_prec=float(prec[0, 0]),
             plain_limit=PLAIN_EXPANSION_ERROR / (torch.finfo(dtype).eps * plain_scale) if plain_scale > 0 else math.inf,
             plain_combination=shared and mix.basis is None and mix.n_components > 1,
-            origin_const=cast((const - 0.5 * (rot * rot * prec).sum(1) - (prec * rot) @ centre)[:, None]),
-            prec_means=cast(prec * means), means_t=hi.to(device).T, prec_means_t=cast((prec * means).T),
+            origin_const=cast((plain_const - (prec * rot) @ centre)[:, None]),
+            prec_means=prec_means, means_t=hi.to(device).T, prec_means_t=prec_means.T,
             prec_col=cast(prec[0][:, None]),
         )
 
