@@ -459,3 +459,17 @@ def test_versions_come_from_the_runs_provenance(runs: dict[str, Path], tmp_path:
     assert "OK: 2 comparisons (0 worse, 0 better, 2 indistinguishable); 40 not compared (" in out  # exact_w2 left
     assert "score_mse: metric version changed (1 -> 2)" in out
     assert "| not compared |" in out and "exact_w2: metric version" not in out
+
+
+def test_exactness_is_read_from_the_exact_column() -> None:
+    """The exact tolerance applies to rows marked ``exact`` and only to them: the same 5% change of
+    a noise-free value is worse when its rows say exact, indistinguishable under the noisy tolerance."""
+    def law(value: float, exact: bool) -> pd.DataFrame:
+        return synthetic([value] * 3).assign(floor=0.0, ci_low=value, ci_high=value, exact=exact)
+
+    tol = Tolerance()
+    assert tol.exact_rel_tol < 0.05 < tol.rel_tol
+    assert compare(law(1.0, True), law(1.05, True)).units["verdict"][0] == WORSE
+    assert compare(law(1.0, False), law(1.05, False)).units["verdict"][0] == SAME
+    # one side not exact: the noisy tolerance (exactness is not assumed from a zero floor)
+    assert compare(law(1.0, True), law(1.05, False)).units["verdict"][0] == SAME

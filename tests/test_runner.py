@@ -509,3 +509,22 @@ def test_validate_estimates_what_the_runner_will_do(tmp_path: Path, monkeypatch:
     assert "estimated wall time" in out and "an earlier run of this suite file took" in out
     assert main(["validate", "--no-estimate", str(write_suite(tmp_path))]) == 0
     assert "estimated" not in capsys.readouterr().out
+
+
+def test_exact_column_marks_exact_law_rows(tmp_path: Path, first_run: tuple[Path, pd.DataFrame]) -> None:
+    """``exact`` is written from the metric, not guessed: true on exact-law rows (whose floor is 0 and
+    interval the value) and on no other; a version-3 table gets the same column from its migration."""
+    _, frame = first_run
+    assert frame["exact"].dtype == "boolean"
+    law = frame["metric"] == "exact_w2"
+    assert law.any() and frame.loc[law, "exact"].all() and not frame.loc[~law, "exact"].any()
+    assert (frame.loc[law, "floor"] == 0).all() and (frame.loc[law, "ci_low"] == frame.loc[law, "value"]).all()
+    v3 = frame.drop(columns=["exact"]).assign(schema_version=3)
+    v3.to_csv(tmp_path / "results.csv", index=False)
+    pd.testing.assert_frame_equal(read_results(tmp_path), frame)
+    # the migration reads the evidence: a noisy row given a zero floor and interval would be taken as exact
+    forged = v3.copy()
+    row = forged.index[forged["metric"] == "sliced_w2"][0]
+    forged.loc[row, ["floor", "ci_low", "ci_high"]] = [0.0, forged.at[row, "value"], forged.at[row, "value"]]
+    forged.to_csv(tmp_path / "results.csv", index=False)
+    assert read_results(tmp_path)["exact"].sum() == frame["exact"].sum() + 1

@@ -36,10 +36,10 @@ from .metrics import METRICS
 from .plugins import PluginError, describe_plugin, is_spec, load_object
 from .processes import PROCESSES
 from .registry import Registry
-from .report.data import IDENTITY
 from .results import STATUSES, ResultsError, ResultTable, read_results
 from .runner import Runner, RunnerCrash, RunSummary, resolve_run_dir
 from .samplers import SAMPLERS, Sampler
+from .schema import CELL_LABELS, CELL_SIZES
 from .suite import SuiteError, describe_quick_cuts, load_suite
 from .targets import TARGETS
 
@@ -55,7 +55,7 @@ REGISTRIES: dict[str, Registry] = {
     "samplers": SAMPLERS,
     "metrics": METRICS,
 }
-ID_COLUMNS = list(IDENTITY)
+ID_COLUMNS = [*CELL_LABELS, *CELL_SIZES]
 
 
 def _summary_line(registry: Registry, name: str) -> str:

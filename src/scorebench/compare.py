@@ -46,8 +46,8 @@ a row is *worse* when ``D > tol`` and the interval excludes 0, *better* when ``D
 and the interval excludes 0, and *indistinguishable* otherwise: a difference inside the
 tolerance is not reported as a change even when it is significant (an error below the
 Monte-Carlo floor of the cell's sample size, or below its seed-to-seed noise, cannot be
-resolved by that cell).  Metrics without sampling noise (exact laws: zero floor and
-zero-width intervals) use ``exact_rel_tol`` instead of ``rel_tol``.  A seed whose rows are
+resolved by that cell).  Metrics without sampling noise (exact laws: rows the runner marks
+``exact``) use ``exact_rel_tol`` instead of ``rel_tol``.  A seed whose rows are
 not ``ok`` in NEW (diverged, error, out of memory) while they were ``ok`` in BASE makes the
 row *worse*; the reverse makes it *better*; not ``ok`` on both sides, *failing*.  A NaN or inf
 value marked ``ok`` counts as not ``ok`` (an error), never as a number to compare.
@@ -85,7 +85,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .results import CELL_COLUMNS, TABLE_FILE, ResultsError, read_provenance, read_results
+from .results import TABLE_FILE, ResultsError, read_provenance, read_results
+from .schema import CELL_COLUMNS, label
 from .stats import normal_quantile, t_half_width, welch_half_width
 
 TIMING_COLUMNS: tuple[str, ...] = ("sample_s", "fit_s")
@@ -147,21 +148,22 @@ class Sample:
     floors: list[float] = field(default_factory=list)
     exact: bool = True
 
-    def add(self, seed: int, value: float, floor: float, ci_low: float, ci_high: float) -> None:
+    def add(self, seed: int, value: float, floor: float, ci_low: float, ci_high: float, exact: bool) -> None:
         if seed in self.values:  # a repeated seed (concatenated tables): keep the mean
             self.values[seed] = (self.values[seed] + value) / 2
         else:
             self.values[seed] = value
         self.halves[seed] = (ci_high - ci_low) / 2
         self.floors.append(floor)
-        self.exact = self.exact and floor == 0 and ci_high == ci_low
+        self.exact = self.exact and exact
 
     @classmethod
     def of(cls, rows: pd.DataFrame) -> Sample:
         sample = cls()
-        for seed, value, floor, lo, hi in rows[["seed", "value", "floor", "ci_low", "ci_high"]].itertuples(
-                index=False, name=None):
-            sample.add(int(seed), float(value), float(floor), float(lo), float(hi))
+        exact = rows["exact"] if "exact" in rows.columns else [False] * len(rows)
+        for seed, value, floor, lo, hi, ex in zip(rows["seed"], rows["value"], rows["floor"], rows["ci_low"],
+                                                  rows["ci_high"], exact, strict=True):
+            sample.add(int(seed), float(value), float(floor), float(lo), float(hi), bool(ex))
         return sample
 
 
@@ -217,7 +219,7 @@ def difference(base: pd.DataFrame, new: pd.DataFrame, level: float = 0.99) -> di
     """Difference ``mean(NEW) - mean(BASE)`` of one (cell, metric, t) and its interval.
 
     ``base`` and ``new`` hold the ``ok`` rows of each side (columns ``seed``, ``value``,
-    ``floor``, ``ci_low``, ``ci_high``).  Returns ``base``, ``new`` (the means compared),
+    ``floor``, ``ci_low``, ``ci_high`` and optionally ``exact``).  Returns ``base``, ``new`` (the means compared),
     ``diff``, ``half`` (half-width of the interval, NaN when there is none), ``method``
     (``paired t``, ``Welch t``, ``own CIs`` or ``no CI``), ``seeds`` (seeds used per side) and
     ``spread`` (pooled standard deviation over seeds, NaN with one seed a side)."""
@@ -289,10 +291,12 @@ def _collect(df: pd.DataFrame) -> dict[tuple, dict[str, Sample]]:
     """(cell, metric) -> t key -> :class:`Sample` of the ``ok`` rows of a table (finite values only)."""
     out: dict[tuple, dict[str, Sample]] = {}
     ok = df[_ok(df)]
-    columns = [*CELL_COLUMNS, "metric", "t_key", "seed", "value", "floor", "ci_low", "ci_high"]
-    for *key, tk, seed, value, floor, lo, hi in ok[columns].itertuples(index=False, name=None):
+    if "exact" not in ok.columns:  # a frame built by hand, not read from a table: nothing is marked exact
+        ok = ok.assign(exact=False)
+    columns = [*CELL_COLUMNS, "metric", "t_key", "seed", "value", "floor", "ci_low", "ci_high", "exact"]
+    for *key, tk, seed, value, floor, lo, hi, exact in ok[columns].itertuples(index=False, name=None):
         sample = out.setdefault(tuple(key), {}).setdefault(tk, Sample())
-        sample.add(int(seed), float(value), float(floor), float(lo), float(hi))
+        sample.add(int(seed), float(value), float(floor), float(lo), float(hi), bool(exact))
     return out
 
 
@@ -601,6 +605,10 @@ def _g(x: float, spec: str = ".4g") -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
+#: the header of a cell's columns in compare's tables (the start is shown with the grid)
+CELL_HEADER = [label(c) for c in CELL_COLUMNS if c != "init"]
+
+
 def _grid(row: Any) -> str:
     """The time grid, and the start where it is not the prior."""
     return row.time_grid if row.init == "prior" else f"{row.time_grid}, {row.init} start"
@@ -628,7 +636,7 @@ def _markdown(c: Comparison, max_rows: int | None) -> str:
         lines.append(f"- not compared: {reason}: its values are shown, not judged, and do not gate the exit code")
     lines += [f"- note: {note}" for note in c.notes]
     lines += ["", f"**{c.summary()}**", "", "## Accuracy: NEW - BASE (every metric is an error: lower is better)", ""]
-    header = ["verdict", "target", "process", "estimator", "sampler", "steps", "grid", "n", "metric", "BASE", "NEW",
+    header = ["verdict", *CELL_HEADER, "metric", "BASE", "NEW",
               "NEW - BASE", f"{100 * c.tolerance.level:g}% CI", "tolerance", "seeds", "note"]
     body = []
     units = c.units
@@ -651,8 +659,7 @@ def _markdown(c: Comparison, max_rows: int | None) -> str:
         lines += ["", "## Timing: NEW / BASE (mean seconds over seeds per cell)", ""]
         if c.time_factor is None:
             lines += ["Reported, not gated (use --time-factor to gate).", ""]
-        header = ["verdict", "target", "process", "estimator", "sampler", "steps", "grid", "n",
-                  "sample_s BASE", "sample_s NEW", "ratio", "fit_s BASE", "fit_s NEW", "ratio"]
+        header = ["verdict", *CELL_HEADER, "sample_s BASE", "sample_s NEW", "ratio", "fit_s BASE", "fit_s NEW", "ratio"]
         timing = c.timing if max_rows is None else c.timing.head(max_rows)
         body = [[r.verdict if c.time_factor is not None else "", r.target, r.process, r.estimator, r.sampler,
                  str(r.steps), _grid(r), str(r.n_samples), _g(r.sample_base, ".3g"), _g(r.sample_new, ".3g"),

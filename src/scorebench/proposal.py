@@ -41,7 +41,8 @@ import numpy as np
 import pandas as pd
 
 from .compare import BETTER, WORSE, Tolerance, difference, judge
-from .results import CELL_COLUMNS, ResultsError
+from .results import ResultsError
+from .schema import CELL_COLUMNS
 
 #: a context: a cell without its sampler and step count
 CONTEXT: tuple[str, ...] = tuple(c for c in CELL_COLUMNS if c not in ("sampler", "steps"))
@@ -197,6 +198,8 @@ def compare_proposal(
             unmatched.append(_describe(ctx) + ": no baseline ran in this context")
             continue
         prop = Series.of(prop_rows)
+        ok = g.loc[g["status"] == "ok", "exact"] if "exact" in g.columns else pd.Series([], dtype=bool)
+        exact = bool(len(ok)) and bool(ok.all())  # an exact metric's rows are all marked exact
         for s in prop.steps:
             base = {**{k: ctx[k] for k in CONTEXT}, "metric": ctx["metric"],
                     "t": math.nan if ctx["t_key"] < 0 else ctx["t_key"], "steps": s, "nfe": prop.nfe[s],
@@ -215,7 +218,8 @@ def compare_proposal(
                 if not candidates:
                     continue
                 units = [_unit(base, match, b, prop.values[s], prop.failed[s], got, failed, prop.floors[s],
-                               tolerance, _time_slack(series[b], prop.time[s], got) if match == "time" else 0.0)
+                               tolerance, _time_slack(series[b], prop.time[s], got) if match == "time" else 0.0,
+                               exact=exact)
                          for b, (got, failed) in candidates.items()]
                 finite = [u for u in units if math.isfinite(u["baseline_mean"])]
                 best = min(finite, key=lambda u: u["baseline_mean"]) if finite else None
@@ -240,7 +244,7 @@ def _time_slack(series: Series, cost: float, got: tuple[dict[int, float], float]
 
 def _unit(base: dict[str, Any], match: str, baseline: str, prop_values: dict[int, float], prop_failed: set[int],
           got: tuple[dict[int, float], float] | None, base_failed: set[int], prop_floor: float,
-          tolerance: Tolerance, slack: float = 0.0) -> dict[str, Any]:
+          tolerance: Tolerance, slack: float = 0.0, exact: bool = False) -> dict[str, Any]:
     row = {**base, "match": match, "baseline": baseline, "best": False, "proposal_mean": math.nan,
            "baseline_mean": math.nan, "ratio": math.nan, "diff": math.nan, "half": math.nan, "ci_low": math.nan,
            "ci_high": math.nan, "tol": math.nan, "floor": math.nan, "seeds": 0, "verdict": TIE, "note": ""}
@@ -257,7 +261,7 @@ def _unit(base: dict[str, Any], match: str, baseline: str, prop_values: dict[int
         return row
     d = difference(_frame(values, floor), _frame(prop_values, prop_floor), tolerance.level)
     floor_mean = np.nanmean([floor, prop_floor]) if math.isfinite(floor) or math.isfinite(prop_floor) else math.nan
-    tol = max(tolerance.of(d["base"], float(floor_mean), exact=bool(floor == 0 and prop_floor == 0),
+    tol = max(tolerance.of(d["base"], float(floor_mean), exact=exact,
                            spread=d["spread"]), slack)
     row.update(proposal_mean=d["new"], baseline_mean=d["base"], diff=d["diff"], half=d["half"], tol=tol,
                floor=float(floor_mean), seeds=d["seeds"], verdict=_verdict(d["diff"], d["half"], tol),

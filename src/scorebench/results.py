@@ -31,46 +31,10 @@ from typing import Any
 import pandas as pd
 
 from .environment import atomic_write_text, cpu_model, git_output, package_version
-
-SCHEMA_VERSION = 3
-
-#: column -> pandas dtype of the current schema
-COLUMNS: dict[str, str] = {
-    "schema_version": "int64",
-    "run_id": "string",
-    "suite": "string",
-    "cell_id": "string",
-    "seed": "int64",
-    "target": "string",
-    "process": "string",
-    "estimator": "string",
-    "sampler": "string",
-    "steps": "int64",
-    "time_grid": "string",
-    "init": "string",
-    "nfe": "float64",
-    "n_samples": "int64",
-    "metric": "string",
-    "t": "float64",
-    "value": "float64",
-    "floor": "float64",
-    "ci_low": "float64",
-    "ci_high": "float64",
-    "status": "string",
-    "message": "string",
-    "fit_s": "float64",
-    "sample_s": "float64",
-    "metric_s": "float64",
-    "peak_mem_bytes": "float64",
-    "device": "string",
-}
+from .schema import COLUMNS, SCHEMA_VERSION
 
 #: ``timeout``: the cell ran past its time limit and was stopped; ``skipped``: left out by ``--skip``
 STATUSES = ("ok", "diverged", "error", "oom", "timeout", "skipped")
-
-#: the columns that identify a cell by its labels (a cell x seed adds ``seed``)
-CELL_COLUMNS: tuple[str, ...] = ("target", "process", "estimator", "sampler", "steps", "time_grid", "init",
-                                 "n_samples")
 
 
 def _add_init(df: pd.DataFrame) -> pd.DataFrame:
@@ -85,8 +49,17 @@ def _one_line_messages(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(message=message.map(one_line).astype("string"))
 
 
+def _add_exact(df: pd.DataFrame) -> pd.DataFrame:
+    """Version 3 -> 4: the ``exact`` column.  Version 3 wrote an exact law's value with a zero
+    floor and a zero-width interval, which no noisy metric gives, so that is what marks it."""
+    exact = (df["status"].astype("string") == "ok") & (df["floor"] == 0) & (df["ci_low"] == df["ci_high"])
+    return df.assign(exact=exact.fillna(False).astype("boolean"))
+
+
 #: ``MIGRATIONS[v]`` turns a version-``v`` table into a version-``v + 1`` table
-MIGRATIONS: dict[int, Callable[[pd.DataFrame], pd.DataFrame]] = {1: _add_init, 2: _one_line_messages}
+MIGRATIONS: dict[int, Callable[[pd.DataFrame], pd.DataFrame]] = {
+    1: _add_init, 2: _one_line_messages, 3: _add_exact,
+}
 
 TABLE_FILE = "results.csv"
 PROVENANCE_FILE = "provenance.json"

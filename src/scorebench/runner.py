@@ -54,7 +54,6 @@ from .results import (
     FITS_FILE,
     PROVENANCE_FILE,
     SAMPLES_FILE,
-    SCHEMA_VERSION,
     TABLE_FILE,
     ResultsError,
     ResultTable,
@@ -66,6 +65,7 @@ from .results import (
     write_provenance,
 )
 from .rundir import RunLock, make_run_dir
+from .schema import SCHEMA_VERSION
 from .stats import t_half_width
 from .suite import Cell, Suite, SuiteError, derive_seed
 
@@ -374,12 +374,9 @@ class Runner:
     def _base_row(self, cell: Cell, seed: int) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION, "run_id": self.run_id, "suite": self.suite.name,
-            "cell_id": cell.cell_id, "seed": seed, "target": cell.target, "process": cell.process,
-            "estimator": cell.estimator, "sampler": cell.sampler, "steps": cell.steps,
-            "time_grid": cell.time_grid, "init": cell.init, "n_samples": cell.n_samples,
-            "device": str(self.device),
+            "cell_id": cell.cell_id, "seed": seed, **cell.labels(), "device": str(self.device),
             "nfe": math.nan, "t": math.nan, "value": math.nan, "floor": math.nan,
-            "ci_low": math.nan, "ci_high": math.nan, "status": "ok", "message": "",
+            "ci_low": math.nan, "ci_high": math.nan, "exact": False, "status": "ok", "message": "",
             "fit_s": math.nan, "sample_s": math.nan, "metric_s": math.nan, "peak_mem_bytes": math.nan,
         }
 
@@ -518,7 +515,7 @@ class Runner:
         elapsed = time.perf_counter() - t0 - (summary.floor_s - floor_s_before)
         summary.metric_s += elapsed
         return [{**base, "metric": name, "t": t, "value": v, "floor": floor, "metric_s": elapsed,
-                 "ci_low": interval[0], "ci_high": interval[1], "_exact": metric.kind == "exact"}
+                 "ci_low": interval[0], "ci_high": interval[1], "exact": metric.kind == "exact"}
                 for t, v in values]
 
     def _bootstrap(self, compute: Callable[[torch.Tensor], float], x: torch.Tensor, seed: int,
@@ -550,7 +547,7 @@ class Runner:
         keep their zero-width interval; single-seed cells keep their bootstrap interval."""
         groups: dict[tuple, list[dict]] = {}
         for r in rows:
-            if r["status"] == "ok" and math.isfinite(r["value"]) and not r.get("_exact"):
+            if r["status"] == "ok" and math.isfinite(r["value"]) and not r["exact"]:
                 groups.setdefault((r["metric"], -1.0 if math.isnan(r["t"]) else r["t"]), []).append(r)
         for members in groups.values():
             k = len(members)
@@ -569,9 +566,7 @@ class Runner:
         first = rows[0] if rows else self._base_row(cell, seed)
         statuses = sorted({r["status"] for r in rows}) or ["ok"]
         return {
-            "run_id": self.run_id, "cell_id": cell.cell_id, "seed": seed, "target": cell.target,
-            "process": cell.process, "estimator": cell.estimator, "sampler": cell.sampler, "steps": cell.steps,
-            "time_grid": cell.time_grid, "init": cell.init, "n_samples": cell.n_samples, "device": str(self.device),
+            "run_id": self.run_id, "cell_id": cell.cell_id, "seed": seed, **cell.labels(), "device": str(self.device),
             "nfe": first["nfe"], "sample_s": first["sample_s"], "peak_mem_bytes": first["peak_mem_bytes"],
             "status": statuses[0] if len(statuses) == 1 else ",".join(statuses),
             "message": next((r["message"] for r in rows if r["status"] != "ok"), ""),

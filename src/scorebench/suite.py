@@ -88,6 +88,7 @@ from .plugins import PluginError, is_spec, resolve_spec
 from .processes import GRID_KINDS, PROCESSES
 from .registry import Registry
 from .samplers import SAMPLERS
+from .schema import CELL_COLUMNS
 from .targets import TARGETS, exact_score_targets
 from .targets.mixture import GaussianMixture
 from .validation import (
@@ -189,6 +190,10 @@ class Cell:
     metrics: tuple[str, ...]
     cell_id: str
     init: str = "prior"
+
+    def labels(self) -> dict[str, Any]:
+        """The cell's result-table identity: its value of every :data:`~scorebench.schema.CELL_COLUMNS` column."""
+        return {c: getattr(self, c) for c in CELL_COLUMNS}
 
 
 @dataclass

@@ -25,9 +25,11 @@ from pathlib import Path
 import pandas as pd
 
 from ..results import PROVENANCE_FILE, ResultsError
+from ..schema import CELL_SIZES, label
 from .data import (
     IDENTITY,
     MIN_STEPS,
+    ORDER_KEYS,
     cell_means,
     convergence_orders,
     fit_order,
@@ -112,10 +114,9 @@ def _orders_table(orders: pd.DataFrame) -> Table:
     for r in orders.itertuples():
         order = "–" if math.isnan(r.slope) else (f"{r.slope:+.3f} ± {r.se:.3f}" if math.isfinite(r.se)
                                                   else f"{r.slope:+.3f}")
-        rows.append([r.metric, r.target, r.process, r.estimator, r.time_grid, str(r.n_samples), r.sampler, order,
-                     r.used or "(none above the floor)", r.error])
-    return Table(["metric", "target", "process", "score", "grid", "n", "sampler", "order ± SE", "steps fitted",
-                  "error fitted"], rows, [False] * 5 + [True, False, True, False, False])
+        rows.append([*(str(getattr(r, c)) for c in ORDER_KEYS), order, r.used or "(none above the floor)", r.error])
+    return Table([*map(label, ORDER_KEYS), "order ± SE", "steps fitted", "error fitted"], rows,
+                 [c in CELL_SIZES for c in ORDER_KEYS] + [True, False, False])
 
 
 def _failures(frame: pd.DataFrame) -> list[Block]:
@@ -124,21 +125,19 @@ def _failures(frame: pd.DataFrame) -> list[Block]:
         return [Paragraph("The table has no rows.")]
     if failed.empty:
         return [Paragraph(f"Every one of the {len(frame)} rows has status `ok`.")]
-    keys = [*IDENTITY, "seed", "status", "message"]
-    g = failed.groupby(keys, sort=False, dropna=False)["metric"].agg(lambda s: ", ".join(dict.fromkeys(s)))
+    cell = [*IDENTITY, "seed"]
+    g = failed.groupby([*cell, "status", "message"], sort=False, dropna=False)["metric"].agg(
+        lambda s: ", ".join(dict.fromkeys(s)))
     rows = []
-    for key, metrics in g.items():
-        k = dict(zip(keys, key, strict=True))
-        rows.append([k["target"], k["process"], k["estimator"], k["sampler"], k["time_grid"], str(k["steps"]),
-                     str(k["n_samples"]), str(k["seed"]), k["status"], metrics,
-                     str(k["message"]) if pd.notna(k["message"]) else ""])
+    for (*key, status, message), metrics in g.items():
+        rows.append([*map(str, key), status, metrics, str(message) if pd.notna(message) else ""])
     counts = ", ".join(f"{s} {n}" for s, n in failed["status"].value_counts(sort=False).items())
     n_cells = failed.groupby(IDENTITY, sort=False).ngroups
     return [
         Paragraph(f"{len(failed)} of {len(frame)} rows are not ok ({counts}), in {n_cells} cell(s); "
                   "they are left out of every figure."),
-        Table(["target", "process", "score", "sampler", "grid", "steps", "n", "seed", "status", "metrics",
-               "message"], rows, [False] * 5 + [True, True, True, False, False, False]),
+        Table([*map(label, cell), "status", "metrics", "message"], rows,
+              [c in (*CELL_SIZES, "seed") for c in cell] + [False, False, False]),
     ]
 
 

@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..results import CELL_COLUMNS, ResultsError, read_results
+from ..results import ResultsError, read_results
+from ..schema import CELL_LABELS, CELL_SIZES
 from ..stats import fit_order
 
 #: the columns that name a cell (a cell x seed is a cell plus ``seed``): the table's, sizes last for display
-IDENTITY = [c for c in CELL_COLUMNS if c not in ("steps", "n_samples")] + ["steps", "n_samples"]
+IDENTITY = [*CELL_LABELS, *CELL_SIZES]
 #: the label columns whose order of first appearance in the table is kept in every figure
-LABELS = ["target", "process", "estimator", "sampler", "time_grid", "init", "metric"]
+LABELS = [*CELL_LABELS, "metric"]
 
 
 def load_tables(paths: Sequence[str | Path]) -> tuple[pd.DataFrame, list[str]]:

@@ -21,14 +21,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..schema import CELL_LABELS, label
 from .data import IDENTITY, fmt, pareto_front
 
 DPI = 110
 #: more panels than this are split over several figures
 MAX_PANELS = 12
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p", "*"]
-FACET_NAMES = {"target": "target", "process": "process", "estimator": "score", "time_grid": "grid",
-               "init": "start", "n_samples": "n", "sampler": "sampler"}
+#: the name a facet's column is printed with (the schema's short names)
+FACET_NAMES = {c: label(c) for c in (*CELL_LABELS, "n_samples")}
 
 
 @dataclass
