@@ -29,7 +29,7 @@ import torch
 
 __all__ = [
     "Array", "Boolean", "Check", "Constraint", "Interval", "Options", "ParameterError", "Parameterised",
-    "String", "allowed", "param_error",
+    "String", "allowed", "check_value", "param_error",
 ]
 
 

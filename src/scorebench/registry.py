@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
-from .params import Parameterised, allowed
+from .params import Parameterised
+from .params import allowed as allowed_values
 from .plugins import PluginError, is_spec, load_object
 
 T = TypeVar("T")
@@ -147,7 +148,8 @@ class Registry(Generic[T]):
                 continue
             ann = p.annotation
             ann_s = "" if ann is _EMPTY else (ann if isinstance(ann, str) else getattr(ann, "__name__", str(ann)))
-            out.append(ParamInfo(p.name, p.default, ann_s, allowed(declared[p.name]) if p.name in declared else ""))
+            text = allowed_values(declared[p.name]) if p.name in declared else ""
+            out.append(ParamInfo(p.name, p.default, ann_s, text))
         return out
 
     def build(self, name: str, /, **params: Any) -> T:
