@@ -92,10 +92,10 @@ def test_score_model_rejects_bad_input() -> None:
 @pytest.mark.parametrize(
     ("params", "match"),
     [
-        ({"eps": -1.0}, "eps must be a non-negative number"),
-        ({"kind": "gaussian"}, "allowed: fourier, bias"),
-        ({"n_features": 0}, "n_features must be a positive integer"),
-        ({"bandwidth": 0.0}, "bandwidth must be positive"),
+        ({"eps": -1.0}, r"noisy_oracle: eps must be a number in \[0, inf\), got -1.0"),
+        ({"kind": "gaussian"}, "noisy_oracle: kind must be one of 'fourier', 'bias', got 'gaussian'"),
+        ({"n_features": 0}, r"noisy_oracle: n_features must be an integer in \[1, inf\), got 0"),
+        ({"bandwidth": 0.0}, r"noisy_oracle: bandwidth must be a number in \(0, inf\), got 0.0"),
     ],
 )
 def test_bad_noisy_oracle_parameters(params: dict, match: str) -> None:

@@ -72,10 +72,11 @@ def test_nfe_and_denoising() -> None:
 @pytest.mark.parametrize(
     ("params", "match"),
     [
-        ({"T1": 0.0}, "T1 must be a positive number"),
-        ({"corrector_steps": -1}, "corrector_steps must be a non-negative integer"),
-        ({"corrector_step_size": 0}, "corrector_step_size must be a positive number"),
-        ({"predictor": "rk4"}, "allowed: ei, em, ode_euler, ode_heun"),
+        ({"T1": 0.0}, r"pc_finite_horizon: T1 must be a number in \(0, inf\), got 0\.0"),
+        ({"corrector_steps": -1}, r"pc_finite_horizon: corrector_steps must be an integer in \[0, inf\), got -1"),
+        ({"corrector_step_size": 0}, r"pc_finite_horizon: corrector_step_size must be a number in \(0, inf\), got 0"),
+        ({"predictor": "rk4"},
+         r"pc_finite_horizon: predictor must be one of 'ei', 'em', 'ode_euler', 'ode_heun', got 'rk4'"),
         ({"denoise": "yes"}, "denoise must be true or false"),
     ],
 )

@@ -133,11 +133,11 @@ def test_prior_sample_is_seeded(process: sb.ForwardProcess) -> None:
 @pytest.mark.parametrize(
     ("name", "params", "match"),
     [
-        ("vp", {"T": 1.0, "t_min": 1.0}, "t_min < T"),
-        ("vp", {"t_min": -0.1}, "t_min < T"),
-        ("vp", {"beta_min": 0.0}, "beta_min"),
-        ("ve", {"sigma_min": 2.0, "sigma_max": 1.0}, "sigma_min < sigma_max"),
-        ("ou", {"T": float("inf")}, "finite"),
+        ("vp", {"T": 1.0, "t_min": 1.0}, "vp: t_min must be below T = 1.0, got 1.0"),
+        ("vp", {"t_min": -0.1}, r"vp: t_min must be a number in \[0, inf\), got -0.1"),
+        ("vp", {"beta_min": 0.0}, r"vp: beta_min must be a number in \(0, inf\), got 0.0"),
+        ("ve", {"sigma_min": 2.0, "sigma_max": 1.0}, "ve: sigma_max must be above sigma_min = 2.0, got 1.0"),
+        ("ou", {"T": float("inf")}, r"ou: T must be a number in \(0, inf\), got inf"),
     ],
 )
 def test_bad_process_parameters(name: str, params: dict, match: str) -> None:

@@ -188,11 +188,11 @@ def test_bad_sample_arguments(kwargs: dict, match: str) -> None:
 @pytest.mark.parametrize(
     ("name", "params", "match"),
     [
-        ("pf_ode", {"method": "rk4"}, "allowed: euler, heun"),
-        ("ddpm", {"variance": "learned"}, "allowed: posterior, upper"),
-        ("pc", {"corrector_steps": -1}, "corrector_steps must be a non-negative integer"),
-        ("pc", {"snr": 0.0}, "snr must be positive"),
-        ("pc", {"step_size": -0.1}, "step_size must be positive"),
+        ("pf_ode", {"method": "rk4"}, "pf_ode: method must be one of 'euler', 'heun', got 'rk4'"),
+        ("ddpm", {"variance": "learned"}, "ddpm: variance must be one of 'posterior', 'upper', got 'learned'"),
+        ("pc", {"corrector_steps": -1}, r"pc: corrector_steps must be an integer in \[0, inf\), got -1"),
+        ("pc", {"snr": 0.0}, r"pc: snr must be a number in \(0, inf\), got 0.0"),
+        ("pc", {"step_size": -0.1}, r"pc: step_size must be a number in \(0, inf\) or None, got -0.1"),
     ],
 )
 def test_bad_sampler_parameters(name: str, params: dict, match: str) -> None:

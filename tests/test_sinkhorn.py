@@ -200,5 +200,5 @@ def test_outlying_points_at_a_thousand_samples_converge() -> None:
 def test_version_and_retired_keywords() -> None:
     metric = sb.get_metric("sinkhorn")
     assert metric.version == "2" and "scaling" not in metric.describe()
-    with pytest.raises(ValueError, match="scaling is no longer a parameter"):
+    with pytest.raises(ValueError, match="sinkhorn: scaling must be omitted \\(it is no longer a parameter"):
         sb.get_metric("sinkhorn", scaling=0.5)

@@ -35,6 +35,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from .params import Interval, Parameterised, param_error
 from .registry import Registry
 
 Time = float | Tensor
@@ -50,13 +51,11 @@ def _as_time(t: Time) -> Tensor:
     return torch.tensor(float(t), dtype=torch.float64)
 
 
-def _check_numbers(name: str, **values: object) -> None:
-    for what, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ValueError(f"process {name!r}: {what} must be a number, got {value!r}")
+#: a positive finite number (a process's horizon and rate parameters)
+POSITIVE = Interval(float, 0, None, closed="neither")
 
 
-class ForwardProcess(ABC):
+class ForwardProcess(Parameterised, ABC):
     """A linear forward SDE ``dX = f(t) X dt + g(t) dW`` on ``[0, T]``.
 
     Subclasses define ``log_alpha``, ``sigma2``, ``f``, ``g2`` and ``G`` (the integral
@@ -67,16 +66,12 @@ class ForwardProcess(ABC):
     registered_name: ClassVar[str] = ""
     #: standard deviation of the prior ``N(0, prior_std^2 I)`` from which samplers start
     prior_std: float = 1.0
+    param_constraints: ClassVar[dict] = {"T": POSITIVE, "t_min": Interval(float, 0, None)}
 
     def __init__(self, T: float, t_min: float) -> None:
-        _check_numbers(self.name, T=T, t_min=t_min)
-        T, t_min = float(T), float(t_min)
-        if not (math.isfinite(T) and math.isfinite(t_min)) or not 0.0 <= t_min < T:
-            raise ValueError(
-                f"process {self.name!r}: need 0 <= t_min < T (finite), got t_min={t_min}, T={T}"
-            )
-        self.T = T
-        self.t_min = t_min
+        self.set_params_from(T=T, t_min=t_min)
+        if not self.t_min < self.T:
+            raise param_error(self.name, "t_min", f"below T = {self.T}", t_min)
 
     @property
     def name(self) -> str:
@@ -205,13 +200,6 @@ class ForwardProcess(ABC):
         z = torch.randn((n, dim), generator=generator, device=generator.device, dtype=dtype)
         return self.prior_std * z
 
-    def describe(self) -> dict[str, float]:
-        return {"name": self.name, "T": self.T, "t_min": self.t_min}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v}" for k, v in self.describe().items() if k != "name")
-        return f"{type(self).__name__}({args})"
-
 
 @PROCESSES.register("vp")
 class VP(ForwardProcess):
@@ -221,18 +209,15 @@ class VP(ForwardProcess):
     defaults 0.1 and 20 with ``T = 1``).
     """
 
+    param_constraints: ClassVar[dict] = {**ForwardProcess.param_constraints, "beta_min": POSITIVE, "beta_max": POSITIVE}
+
     def __init__(
         self, beta_min: float = 0.1, beta_max: float = 20.0, T: float = 1.0, t_min: float = 1e-3
     ) -> None:
         super().__init__(T, t_min)
-        _check_numbers(self.name, beta_min=beta_min, beta_max=beta_max)
-        if not (beta_min > 0 and beta_max >= beta_min and math.isfinite(beta_max)):
-            raise ValueError(
-                f"process {self.name!r}: need 0 < beta_min <= beta_max, "
-                f"got beta_min={beta_min}, beta_max={beta_max}"
-            )
-        self.beta_min = float(beta_min)
-        self.beta_max = float(beta_max)
+        self.set_params_from(beta_min=beta_min, beta_max=beta_max)
+        if not self.beta_max >= self.beta_min:
+            raise param_error(self.name, "beta_max", f">= beta_min = {self.beta_min}", beta_max)
 
     def beta(self, t: Time) -> Tensor:
         t = _as_time(t)
@@ -258,9 +243,6 @@ class VP(ForwardProcess):
     def G(self, t: Time) -> Tensor:
         return 2.0 * torch.expm1(0.5 * self.B(t))
 
-    def describe(self) -> dict[str, float]:
-        return {**super().describe(), "beta_min": self.beta_min, "beta_max": self.beta_max}
-
 
 @PROCESSES.register("ou")
 class OU(VP):
@@ -270,11 +252,10 @@ class OU(VP):
     (Bruno et al. 2023; Pedrotti, Maas, Mondelli 2024).  It is VP with ``beta = 2``.
     """
 
+    param_constraints: ClassVar[dict] = ForwardProcess.param_constraints
+
     def __init__(self, T: float = 5.0, t_min: float = 1e-3) -> None:
         super().__init__(beta_min=2.0, beta_max=2.0, T=T, t_min=t_min)
-
-    def describe(self) -> dict[str, float]:
-        return {"name": self.name, "T": self.T, "t_min": self.t_min}
 
 
 @PROCESSES.register("subvp")
@@ -301,18 +282,17 @@ class VE(ForwardProcess):
     prior ``N(0, sigma_max^2 I)``.
     """
 
+    param_constraints: ClassVar[dict] = {
+        **ForwardProcess.param_constraints, "sigma_min": POSITIVE, "sigma_max": POSITIVE,
+    }
+
     def __init__(
         self, sigma_min: float = 0.01, sigma_max: float = 50.0, T: float = 1.0, t_min: float = 1e-5
     ) -> None:
         super().__init__(T, t_min)
-        _check_numbers(self.name, sigma_min=sigma_min, sigma_max=sigma_max)
-        if not (0 < sigma_min < sigma_max and math.isfinite(sigma_max)):
-            raise ValueError(
-                f"process {self.name!r}: need 0 < sigma_min < sigma_max, "
-                f"got sigma_min={sigma_min}, sigma_max={sigma_max}"
-            )
-        self.sigma_min = float(sigma_min)
-        self.sigma_max = float(sigma_max)
+        self.set_params_from(sigma_min=sigma_min, sigma_max=sigma_max)
+        if not self.sigma_min < self.sigma_max:
+            raise param_error(self.name, "sigma_max", f"above sigma_min = {self.sigma_min}", sigma_max)
         self.prior_std = float(sigma_max)
         self._log_ratio = math.log(sigma_max / sigma_min)
 
@@ -334,9 +314,6 @@ class VE(ForwardProcess):
 
     def G(self, t: Time) -> Tensor:
         return self.sigma2(t)
-
-    def describe(self) -> dict[str, float]:
-        return {**super().describe(), "sigma_min": self.sigma_min, "sigma_max": self.sigma_max}
 
 
 # ---------------------------------------------------------------------------------------

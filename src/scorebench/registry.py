@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
+from .params import Parameterised
+from .params import allowed as allowed_values
 from .plugins import PluginError, is_spec, load_object
 
 T = TypeVar("T")
@@ -33,6 +35,8 @@ class ParamInfo:
     name: str
     default: Any  # ``inspect.Parameter.empty`` when required
     annotation: str
+    #: the values it allows (its declared constraint), ``""`` where the component declares none
+    allowed: str = ""
 
     @property
     def required(self) -> bool:
@@ -135,18 +139,22 @@ class Registry(Generic[T]):
 
     def params(self, name: str) -> list[ParamInfo]:
         """Constructor parameters of ``name`` with their defaults."""
-        sig = inspect.signature(self.factory(name))
+        factory = self.factory(name)
+        sig = inspect.signature(factory)
+        declared = factory.param_constraints if _declares(factory) else {}
         out = []
         for p in sig.parameters.values():
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 continue
             ann = p.annotation
             ann_s = "" if ann is _EMPTY else (ann if isinstance(ann, str) else getattr(ann, "__name__", str(ann)))
-            out.append(ParamInfo(p.name, p.default, ann_s))
+            text = allowed_values(declared[p.name]) if p.name in declared else ""
+            out.append(ParamInfo(p.name, p.default, ann_s, text))
         return out
 
     def build(self, name: str, /, **params: Any) -> T:
-        """Instantiate ``name`` with keyword ``params``, checking names before calling."""
+        """Instantiate ``name`` with keyword ``params``, checking names, then values against the
+        component's declared constraints (:mod:`scorebench.params`), before calling."""
         factory = self.factory(name)
         known = self.params(name)
         allowed = {p.name for p in known}
@@ -165,6 +173,8 @@ class Registry(Generic[T]):
                 f"{self.kind} {name!r}: missing required parameter(s) {', '.join(missing)}; "
                 f"signature: {', '.join(map(str, known))}"
             )
+        if _declares(factory):
+            factory.validate_params(params)
         obj = factory(**params)
         if self.base is not None and not isinstance(obj, self.base):
             raise ValueError(
@@ -172,3 +182,8 @@ class Registry(Generic[T]):
                 f"(subclass scorebench.{self.base.__name__})"
             )
         return obj
+
+
+def _declares(factory: Any) -> bool:
+    """Whether ``factory`` is a component class with declared parameters."""
+    return isinstance(factory, type) and issubclass(factory, Parameterised) and bool(factory.param_constraints)

@@ -84,6 +84,7 @@ from typing import Any
 from .estimators import ESTIMATORS
 from .estimators.base import exact_target_message
 from .metrics import METRICS
+from .params import ParameterError
 from .plugins import PluginError, is_spec, resolve_spec
 from .processes import GRID_KINDS, PROCESSES
 from .registry import Registry
@@ -145,7 +146,8 @@ MAX_MESSAGE_CHARS = 2000
 #: (attribute of a Cell, grid key) of every axis a grid crosses
 AXES = (("target", "targets"), ("process", "processes"), ("estimator", "estimators"), ("sampler", "samplers"),
         ("steps", "steps"), ("n_samples", "n_samples"), ("time_grid", "time_grid"), ("init", "init"))
-#: int and float annotations of constructor parameters checked generically
+#: int and float annotations of the constructor parameters of a component without declared
+#: constraints (a plugin), checked from the annotation alone
 INT_ANNOTATIONS = ("int", "int | None", "None | int", "Optional[int]")
 FLOAT_ANNOTATIONS = ("float", "float | None", "None | float", "Optional[float]")
 #: (dim, n_components) of the gmm presets
@@ -492,9 +494,11 @@ def _check_numbers(ctx: _Ctx, key: str, value: Any, allow_nonfinite: bool) -> No
 
 
 def _check_param_types(ctx: _Ctx, key: str, params: dict[str, Any], registry: Registry, name: str) -> None:
-    """A parameter annotated ``int`` takes an integer, one annotated ``float`` a number; ``true`` is neither."""
+    """For a parameter without a declared constraint (:mod:`scorebench.params`; those were checked
+    when the component was built): one annotated ``int`` takes an integer, one annotated ``float`` a
+    number; ``true`` is neither."""
     try:
-        annotations = {p.name: p.annotation for p in registry.params(name)}
+        annotations = {p.name: p.annotation for p in registry.params(name) if not p.allowed}
     except (ValueError, TypeError):
         return
     for pname, value in params.items():
@@ -759,6 +763,8 @@ def _build(
         allow = ()
     try:
         obj = registry.build(resolved, **params)
+    except ParameterError as exc:  # a declared constraint: name the parameter's key
+        raise ctx.fail(f"{key}.{exc.param}" if exc.param in params else key, str(exc)) from None
     except (ValueError, TypeError) as exc:
         raise ctx.fail(key, str(exc)) from None
     except (Exception, SystemExit) as exc:  # a component's own crash, found here rather than in the run

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
+from ..params import Parameterised
 from ..registry import Registry
 from ..targets.base import Target, check_points
 from ..validation import is_int_at_least
@@ -108,7 +109,7 @@ def _combination_follows_score(cls: type[ScoreModel]) -> bool:
     return issubclass(owner("score_combination"), owner("score"))
 
 
-class Estimator(ABC):
+class Estimator(Parameterised, ABC):
     """Builds a :class:`ScoreModel` from data.
 
     ``data`` is either a :class:`~scorebench.targets.Target` (estimators that need the exact
@@ -144,13 +145,6 @@ class Estimator(ABC):
         generator: torch.Generator | None = None,
     ) -> ScoreModel:
         """Return a fitted score model."""
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "name")
-        return f"{type(self).__name__}({args})"
 
 
 def cut_budget(

@@ -43,12 +43,12 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from ..validation import is_int_at_least, is_positive_real
+from ..params import Interval, Options, param_error
 from .base import ESTIMATORS, Estimator, cut_budget, default_generator
 from .networks import (
     LIPSCHITZ_ACTIVATIONS,
@@ -118,14 +118,8 @@ class AffineScoreFunction:
         return affine_score(self.theta, self.process, x, t)
 
 
-def _check_real(name: str, value: Any, positive: bool = True) -> float:
-    ok = is_positive_real(value) if positive else (
-        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
-    )
-    if not ok:
-        kind = "a positive number" if positive else "a number >= 0"
-        raise ValueError(f"lipschitz: {name} must be {kind}, got {value!r}")
-    return float(value)
+_COUNT = [Interval(int, 1, None), None]
+_POSITIVE = [Interval(float, 0, None, closed="neither"), None]
 
 
 @ESTIMATORS.register("lipschitz")
@@ -152,6 +146,14 @@ class Lipschitz(Estimator):
     iterations (network), on at most 2000 training points.
     """
 
+    param_constraints: ClassVar[dict] = {
+        "family": Options(FAMILIES), "iterations": _COUNT, "batch_size": _COUNT, "n_train": Interval(int, 1, None),
+        "weighting": [Options(WEIGHTINGS), None], "seconds": _POSITIVE, "step": _POSITIVE, "beta": _POSITIVE,
+        "L": _POSITIVE, "skip": [Interval(float, 0, None), None], "width": _COUNT, "depth": _COUNT,
+        "activation": [Options(LIPSCHITZ_ACTIVATIONS), None], "lr": _POSITIVE,
+    }
+    test_params: ClassVar[dict] = {"iterations": 50, "n_train": 200}
+
     def __init__(
         self, family: str = "affine", *, iterations: int | None = None, batch_size: int | None = None,
         n_train: int = 10_000, weighting: str | None = None, seconds: float | None = None,
@@ -159,45 +161,25 @@ class Lipschitz(Estimator):
         L: float | None = None, skip: float | None = None, width: int | None = None, depth: int | None = None,
         activation: str | None = None, lr: float | None = None,
     ) -> None:
-        if family not in FAMILIES:
-            raise ValueError(f"lipschitz: family must be one of {', '.join(FAMILIES)}, got {family!r}")
-        self.family = family
         given = {"iterations": iterations, "batch_size": batch_size, "weighting": weighting, "step": step,
                  "beta": beta, "L": L, "skip": skip, "width": width, "depth": depth, "activation": activation,
                  "lr": lr}
+        checked = self.validate_params({"family": family, "n_train": n_train, "seconds": seconds, **given})
+        self.family, self._given = family, {k: checked[k] for k in given}
         other = "network" if family == "affine" else "affine"
         for name, value in given.items():
             if value is not None and name not in FAMILY_DEFAULTS[family]:
                 owner = other if name in FAMILY_DEFAULTS[other] else "no"
                 raise ValueError(f"lipschitz: parameter {name!r} applies to family {owner!r}, not {family!r}")
-        p = {k: (given[k] if given[k] is not None else v) for k, v in FAMILY_DEFAULTS[family].items()}
-        for name in ("batch_size", "iterations") + (("width", "depth") if family == "network" else ()):
-            if not is_int_at_least(p[name], 1):
-                raise ValueError(f"lipschitz: {name} must be an integer >= 1, got {p[name]!r}")
-        if not is_int_at_least(n_train, 1):
-            raise ValueError(f"lipschitz: n_train must be an integer >= 1, got {n_train!r}")
-        if p["weighting"] not in WEIGHTINGS:
-            raise ValueError(f"lipschitz: weighting must be one of {', '.join(WEIGHTINGS)}, got {p['weighting']!r}")
+        p = {k: (checked[k] if checked[k] is not None else v) for k, v in FAMILY_DEFAULTS[family].items()}
         if p["batch_size"] > n_train:
             raise minibatch_error("lipschitz", p["batch_size"], n_train)
-        try:
-            self.budget = Budget(p["iterations"], seconds)
-        except ValueError as exc:
-            raise ValueError(f"lipschitz: {exc}") from None
-        if family == "affine":
-            p["step"], p["beta"] = _check_real("step", p["step"]), _check_real("beta", p["beta"])
-        else:
-            p["L"], p["lr"] = _check_real("L", p["L"]), _check_real("lr", p["lr"])
-            p["skip"] = _check_real("skip", p["skip"], positive=False)
-            if p["activation"] not in LIPSCHITZ_ACTIVATIONS:
-                raise ValueError(
-                    f"lipschitz: activation must be one of {', '.join(LIPSCHITZ_ACTIVATIONS)}, got {p['activation']!r}"
-                )
-            if p["activation"] == "maxmin" and p["width"] % 2:
-                raise ValueError(f"lipschitz: activation 'maxmin' pairs units, so width must be even, got {p['width']}")
+        self.budget = Budget(p["iterations"], seconds)
+        if family == "network" and p["activation"] == "maxmin" and p["width"] % 2:
+            raise param_error("lipschitz", "width", "even with activation 'maxmin' (it pairs units)", p["width"])
         self.params = p
         self.n_train = n_train
-        self.seconds = None if seconds is None else float(seconds)
+        self.seconds = checked["seconds"]
 
     @classmethod
     def quick_params(cls, params: dict[str, Any]) -> dict[str, Any]:
@@ -211,7 +193,13 @@ class Lipschitz(Estimator):
     def preserves_affinity(self) -> bool:  # type: ignore[override]
         return self.family == "affine"
 
+    def get_params(self) -> dict[str, Any]:
+        """The constructor's arguments (``None`` where the family's default applies)."""
+        values = {"family": self.family, **self._given, "n_train": self.n_train, "seconds": self.seconds}
+        return {k: values[k] for k in self.param_constraints}
+
     def describe(self) -> dict[str, Any]:
+        """The parameters the fit uses: the family's, defaults filled in."""
         return {"name": self.name, "family": self.family, **self.params, "n_train": self.n_train,
                 "seconds": self.seconds}
 

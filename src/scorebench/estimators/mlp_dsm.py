@@ -26,11 +26,11 @@ constant, docs/theory.md F.6); the fitted model is then the best held-out one an
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
-from ..validation import is_int_at_least, is_positive_real
+from ..params import Interval, Options, param_error
 from .base import ESTIMATORS, Estimator, default_generator
 from .networks import (
     PARAMETRIZATIONS,
@@ -74,45 +74,34 @@ class MLPDSM(Estimator):
     """
 
     quick_budget: ClassVar[dict[str, int]] = {"iterations": 200, "n_train": 2000}
+    param_constraints: ClassVar[dict] = {
+        "width": Interval(int, 1, None), "depth": Interval(int, 1, None),
+        "lr": Interval(float, 0, None, closed="neither"), "iterations": Interval(int, 1, None),
+        "batch_size": Interval(int, 1, None), "n_train": Interval(int, 1, None),
+        "weighting": Options(WEIGHTINGS), "parametrization": Options(PARAMETRIZATIONS),
+        "ema": Interval(float, 0, 1, closed="left"), "seconds": [Interval(float, 0, None, closed="neither"), None],
+        "val_fraction": Interval(float, 0, 1, closed="left"), "patience": Interval(int, 1, None),
+    }
+    test_params: ClassVar[dict] = {"width": 16, "depth": 2, "iterations": 20, "batch_size": 32, "n_train": 200}
 
     def __init__(
         self, width: int = 128, depth: int = 3, lr: float = 1e-3, iterations: int = 5000, batch_size: int = 256,
         n_train: int = 10_000, weighting: str = "noise", parametrization: str = "noise", ema: float = 0.0,
         seconds: float | None = None, val_fraction: float = 0.0, patience: int = 10,
     ) -> None:
-        for name, value in (("width", width), ("depth", depth), ("batch_size", batch_size),
-                            ("n_train", n_train), ("patience", patience)):
-            if not is_int_at_least(value, 1):
-                raise ValueError(f"mlp_dsm: {name} must be an integer >= 1, got {value!r}")
-        if not is_positive_real(lr):
-            raise ValueError(f"mlp_dsm: lr must be a positive number, got {lr!r}")
-        if weighting not in WEIGHTINGS:
-            raise ValueError(f"mlp_dsm: weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
-        if parametrization not in PARAMETRIZATIONS:
-            raise ValueError(
-                f"mlp_dsm: parametrization must be one of {', '.join(PARAMETRIZATIONS)}, got {parametrization!r}"
-            )
-        if isinstance(ema, bool) or not isinstance(ema, int | float) or not 0.0 <= ema < 1.0:
-            raise ValueError(f"mlp_dsm: ema must be a number in [0, 1) (0 turns it off), got {ema!r}")
-        if isinstance(val_fraction, bool) or not isinstance(val_fraction, int | float) or not 0.0 <= val_fraction < 1.0:
-            raise ValueError(f"mlp_dsm: val_fraction must be a number in [0, 1) (0 turns it off), got {val_fraction!r}")
-        try:
-            self.budget = Budget(iterations, seconds)
-        except ValueError as exc:
-            raise ValueError(f"mlp_dsm: {exc}") from None
+        self.set_params_from(
+            width=width, depth=depth, lr=lr, iterations=iterations, batch_size=batch_size, n_train=n_train,
+            weighting=weighting, parametrization=parametrization, ema=ema, seconds=seconds,
+            val_fraction=val_fraction, patience=patience,
+        )
+        self.budget = Budget(iterations, seconds)
         n_val = round(val_fraction * n_train)
         if val_fraction > 0 and n_val == 0:
-            raise ValueError(
-                f"mlp_dsm: val_fraction = {val_fraction} of n_train = {n_train} holds out no point; raise either"
-            )
+            raise param_error("mlp_dsm", "val_fraction",
+                              f"0 or large enough to hold out a point of n_train = {n_train}", val_fraction)
         if batch_size > n_train - n_val:
             raise minibatch_error("mlp_dsm", batch_size, n_train - n_val,
                                   "n_train" if n_val == 0 else "n_train minus the held-out part")
-        self.width, self.depth, self.lr = width, depth, float(lr)
-        self.iterations, self.batch_size, self.n_train = iterations, batch_size, n_train
-        self.weighting, self.parametrization, self.ema = weighting, parametrization, float(ema)
-        self.seconds = None if seconds is None else float(seconds)
-        self.val_fraction, self.patience = float(val_fraction), patience
 
     def fit(
         self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator | None = None
@@ -138,11 +127,3 @@ class MLPDSM(Estimator):
             "n_parameters": sum(p.numel() for p in fitted.parameters()),
         })
         return LearnedScore(x_fit.shape[1], process, fitted, record, dtype=torch.float32)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "width": self.width, "depth": self.depth, "lr": self.lr,
-            "iterations": self.iterations, "batch_size": self.batch_size, "n_train": self.n_train,
-            "weighting": self.weighting, "parametrization": self.parametrization, "ema": self.ema,
-            "seconds": self.seconds, "val_fraction": self.val_fraction, "patience": self.patience,
-        }

@@ -120,8 +120,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
+from ..params import Check, Interval, Options, param_error
 from ..targets.base import Target
-from ..validation import is_int_at_least, is_positive_real
+from ..validation import is_int_at_least
 from .base import ESTIMATORS, Estimator, default_generator
 from .training import (
     Budget,
@@ -351,6 +352,10 @@ class _Prepared:
     t_lo: float
 
 
+#: a positive number stored as given, or ``None`` (the parameter's automatic choice)
+_POSITIVE_OR_NONE = [Interval(float, 0, None, closed="neither", cast=False), None]
+
+
 class _NTKBase(Estimator):
     """Parameters, validation and data preparation shared by ``ntk`` and ``ntk_kernel``.
 
@@ -359,6 +364,14 @@ class _NTKBase(Estimator):
     """
 
     quick_budget: ClassVar[dict[str, int]] = {"iterations": 200, "n_train": 500}
+    param_constraints: ClassVar[dict] = {
+        "n_train": Interval(int, 2, None), "iterations": Interval(int, 1, None), "seconds": _POSITIVE_OR_NONE,
+        "lr": _POSITIVE_OR_NONE, "stopping": Options(STOPPING), "val_fraction": Interval(float, 0, 1, closed="left"),
+        "sigma_xi": _POSITIVE_OR_NONE, "rkhs_norm": _POSITIVE_OR_NONE,
+        "t_min": [Interval(float, 0, None, cast=False), None], "radius": _POSITIVE_OR_NONE,
+        "log_points": Interval(int, 1, None), "max_n": Interval(int, 2, None),
+    }
+    test_params: ClassVar[dict] = {"n_train": 100, "iterations": 20, "max_n": 200}
 
     def __init__(
         self, n_train: int, iterations: int, seconds: float | None, lr: float | None, stopping: str,
@@ -366,34 +379,13 @@ class _NTKBase(Estimator):
         radius: float | None, log_points: int, max_n: int,
     ) -> None:
         name = self.registered_name
-        if not is_int_at_least(n_train, 2):
-            raise ValueError(f"{name}: n_train must be an integer >= 2, got {n_train!r}")
-        if not is_int_at_least(iterations, 1):
-            raise ValueError(f"{name}: iterations must be an integer >= 1, got {iterations!r}")
-        if seconds is not None and not is_positive_real(seconds):
-            raise ValueError(f"{name}: seconds must be a positive number or None, got {seconds!r}")
-        if lr is not None and not is_positive_real(lr):
-            raise ValueError(f"{name}: lr must be a positive number or None (automatic), got {lr!r}")
-        if stopping not in STOPPING:
-            raise ValueError(f"{name}: unknown stopping {stopping!r}; allowed: {', '.join(STOPPING)}")
-        if not (isinstance(val_fraction, int | float) and not isinstance(val_fraction, bool)
-                and 0.0 <= val_fraction < 1.0):
-            raise ValueError(f"{name}: val_fraction must be a number in [0, 1), got {val_fraction!r}")
+        self.set_params_from(
+            n_train=n_train, iterations=iterations, seconds=seconds, lr=lr, stopping=stopping,
+            val_fraction=val_fraction, sigma_xi=sigma_xi, rkhs_norm=rkhs_norm, t_min=t_min, radius=radius,
+            log_points=log_points, max_n=max_n,
+        )
         if stopping == "validation" and val_fraction == 0:
-            raise ValueError(f"{name}: stopping='validation' needs val_fraction > 0")
-        if sigma_xi is not None and not is_positive_real(sigma_xi):
-            raise ValueError(f"{name}: sigma_xi must be a positive number or None (estimated), got {sigma_xi!r}")
-        if rkhs_norm is not None and not is_positive_real(rkhs_norm):
-            raise ValueError(f"{name}: rkhs_norm must be a positive number or None (estimated), got {rkhs_norm!r}")
-        if t_min is not None and not (isinstance(t_min, int | float) and not isinstance(t_min, bool)
-                                      and math.isfinite(t_min) and t_min >= 0):
-            raise ValueError(f"{name}: t_min must be a non-negative number or None (the process's), got {t_min!r}")
-        if radius is not None and not is_positive_real(radius):
-            raise ValueError(f"{name}: radius must be a positive number or None (no truncation), got {radius!r}")
-        if not is_int_at_least(log_points, 1):
-            raise ValueError(f"{name}: log_points must be an integer >= 1, got {log_points!r}")
-        if not is_int_at_least(max_n, 2):
-            raise ValueError(f"{name}: max_n must be an integer >= 2, got {max_n!r}")
+            raise param_error(name, "val_fraction", "above 0 with stopping='validation'", val_fraction)
         self.n_val = max(1, round(val_fraction * n_train)) if val_fraction > 0 else 0
         self.n_fit = n_train - self.n_val
         if self.n_fit < 2:
@@ -401,10 +393,6 @@ class _NTKBase(Estimator):
                 f"{name}: n_train = {n_train} with val_fraction = {val_fraction} leaves {self.n_fit} training "
                 "points; need at least 2"
             )
-        self.n_train, self.iterations, self.seconds, self.lr = n_train, iterations, seconds, lr
-        self.stopping, self.val_fraction, self.sigma_xi = stopping, float(val_fraction), sigma_xi
-        self.rkhs_norm = rkhs_norm
-        self.t_min, self.radius, self.log_points, self.max_n = t_min, radius, log_points, max_n
 
     def _check_max_n(self, why: str) -> None:
         if self.n_fit > self.max_n:
@@ -414,14 +402,6 @@ class _NTKBase(Estimator):
                 "lower n_train, raise max_n"
                 + (", or use stopping='validation'" if why == "stopping='rule'" else "")
             )
-
-    def _base_describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "n_train": self.n_train, "iterations": self.iterations, "seconds": self.seconds,
-            "lr": self.lr, "stopping": self.stopping, "val_fraction": self.val_fraction,
-            "sigma_xi": self.sigma_xi, "rkhs_norm": self.rkhs_norm, "t_min": self.t_min, "radius": self.radius,
-            "log_points": self.log_points, "max_n": self.max_n,
-        }
 
     def _prepare(self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator) -> _Prepared:
         t_lo = process.t_min if self.t_min is None else float(self.t_min)
@@ -512,6 +492,13 @@ class NTK(_NTKBase):
     """
 
     quick_budget: ClassVar[dict[str, int]] = {**_NTKBase.quick_budget, "width": 256}
+    param_constraints: ClassVar[dict] = {
+        **_NTKBase.param_constraints, "width": Check(lambda w: is_int_at_least(w, 2) and w % 2 == 0,
+                                                     "an even integer >= 2 (neurons come in pairs)"),
+        "nu": Interval(float, 0, None, closed="neither"), "heads": Options(HEADS),
+        "init_seed": [Interval(int, 0, None), None],
+    }
+    test_params: ClassVar[dict] = {**_NTKBase.test_params, "width": 32}
 
     def __init__(
         self, width: int = 1024, n_train: int = 1000, iterations: int = 2000, seconds: float | None = None,
@@ -522,21 +509,9 @@ class NTK(_NTKBase):
     ) -> None:
         super().__init__(n_train, iterations, seconds, lr, stopping, val_fraction, sigma_xi, rkhs_norm, t_min,
                          radius, log_points, max_n)
-        if not is_int_at_least(width, 2) or width % 2:
-            raise ValueError(f"ntk: width must be an even integer >= 2 (neurons come in pairs), got {width!r}")
-        if not is_positive_real(nu):
-            raise ValueError(f"ntk: nu must be a positive number, got {nu!r}")
-        if heads not in HEADS:
-            raise ValueError(f"ntk: unknown heads {heads!r}; allowed: {', '.join(HEADS)}")
-        if init_seed is not None and not is_int_at_least(init_seed, 0):
-            raise ValueError(f"ntk: init_seed must be a non-negative integer or None, got {init_seed!r}")
+        self.set_params_from(width=width, nu=nu, heads=heads, init_seed=init_seed)
         if stopping == "rule":
             self._check_max_n("stopping='rule'")
-        self.width, self.nu, self.heads, self.init_seed = width, float(nu), heads, init_seed
-
-    def describe(self) -> dict[str, Any]:
-        return {**self._base_describe(), "width": self.width, "nu": self.nu, "heads": self.heads,
-                "init_seed": self.init_seed}
 
     def fit(
         self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator | None = None
@@ -644,9 +619,6 @@ class NTKKernel(_NTKBase):
         super().__init__(n_train, iterations, seconds, lr, stopping, val_fraction, sigma_xi, rkhs_norm, t_min,
                          radius, log_points, max_n)
         self._check_max_n("closed-form kernel GD")
-
-    def describe(self) -> dict[str, Any]:
-        return self._base_describe()
 
     def fit(
         self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator | None = None

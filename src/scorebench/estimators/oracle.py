@@ -10,14 +10,14 @@ directly (the L2 score-error assumption of Bruno et al. 2023 and Pedrotti et al.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor
 
+from ..params import Interval, Options
 from ..targets.base import Target
 from ..targets.mixture import GaussianMixture
-from ..validation import is_int_at_least
 from .base import ESTIMATORS, Estimator, ScoreModel, is_scalar_time, require_exact_target
 
 if TYPE_CHECKING:
@@ -139,21 +139,16 @@ class NoisyOracle(Estimator):
     """
 
     needs_exact_target = True
+    param_constraints: ClassVar[dict] = {
+        "eps": Interval(float, 0, None), "kind": Options(NOISE_KINDS), "n_features": Interval(int, 1, None),
+        "bandwidth": Interval(float, 0, None, closed="neither"), "seed": Interval(int, None, None),
+    }
 
     def __init__(
         self, eps: float = 0.1, kind: str = "fourier", n_features: int = 64,
         bandwidth: float = 1.0, seed: int = 0,
     ) -> None:
-        if not (isinstance(eps, int | float) and math.isfinite(eps) and eps >= 0):
-            raise ValueError(f"noisy_oracle: eps must be a non-negative number, got {eps!r}")
-        if kind not in NOISE_KINDS:
-            raise ValueError(f"noisy_oracle: unknown kind {kind!r}; allowed: {', '.join(NOISE_KINDS)}")
-        if not is_int_at_least(n_features, 1):
-            raise ValueError(f"noisy_oracle: n_features must be a positive integer, got {n_features!r}")
-        if not bandwidth > 0:
-            raise ValueError(f"noisy_oracle: bandwidth must be positive, got {bandwidth!r}")
-        self.eps, self.kind = float(eps), kind
-        self.n_features, self.bandwidth, self.seed = n_features, float(bandwidth), int(seed)
+        self.set_params_from(eps=eps, kind=kind, n_features=n_features, bandwidth=bandwidth, seed=seed)
 
     @property
     def preserves_affinity(self) -> bool:  # type: ignore[override]
@@ -166,9 +161,3 @@ class NoisyOracle(Estimator):
         return NoisyOracleScore(
             target, process, self.eps, self.kind, self.n_features, self.bandwidth, self.seed
         )
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "eps": self.eps, "kind": self.kind,
-            "n_features": self.n_features, "bandwidth": self.bandwidth, "seed": self.seed,
-        }

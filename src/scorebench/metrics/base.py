@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
+from ..params import Options, Parameterised
 from ..registry import Registry
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class NonConvergenceWarning(RuntimeWarning):
     last change and the tolerance."""
 
 
-class Metric(ABC):
+class Metric(Parameterised, ABC):
     """A named, versioned distance; lower is better."""
 
     registered_name: ClassVar[str] = ""
@@ -126,11 +127,8 @@ class Metric(ABC):
             )
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k not in ("name", "version"))
-        return f"{type(self).__name__}({args})"
+        """``{"name", "version", **parameters}``: the version is part of what provenance records."""
+        return {"name": self.name, "version": self.version, **self.get_params()}
 
 
 class SampleMetric(Metric):
@@ -213,20 +211,16 @@ class ExactMetric(Metric):
 
     kind = "exact"
 
+    param_constraints: ClassVar[dict] = {"reference": Options(EXACT_REFERENCES)}
+
     def __init__(self, reference: str = "data") -> None:
-        if reference not in EXACT_REFERENCES:
-            raise ValueError(f"metric {self.name!r}: reference must be one of {', '.join(EXACT_REFERENCES)}, "
-                             f"got {reference!r}")
-        self.reference = reference
+        self.set_params_from(reference=reference)
 
     def reference_law(self, target: Target, process: ForwardProcess) -> GaussianLaw:
         """The Gaussian law the distance is measured to."""
         from ..exact import GaussianLaw
 
         return GaussianLaw.of(target.marginal(process, process.t_min) if self.reference == "t_min" else target)
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "reference": self.reference}
 
     @abstractmethod
     def compute(

@@ -7,12 +7,12 @@ Both are U-statistics over all pairs, accumulated in row blocks so that memory s
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from ..validation import is_positive_real
+from ..params import Interval
 from .base import METRICS, SampleMetric
 
 _BLOCK = 2048
@@ -56,12 +56,10 @@ class MMD(SampleMetric):
     Unbiased, so it can be slightly negative when the laws agree.
     """
 
+    param_constraints: ClassVar[dict] = {"bandwidth": [Interval(float, 0, None, closed="neither", cast=False), None]}
+
     def __init__(self, bandwidth: float | None = None) -> None:
-        if bandwidth is not None and not is_positive_real(bandwidth):
-            raise ValueError(
-                f"mmd: bandwidth must be a positive finite number or None (median heuristic), got {bandwidth!r}"
-            )
-        self.bandwidth = bandwidth
+        self.set_params_from(bandwidth=bandwidth)
 
     def compute(self, x: Tensor, y: Tensor, generator: torch.Generator) -> float:
         x, y = x.double(), y.double().to(x.device)
@@ -72,9 +70,6 @@ class MMD(SampleMetric):
             return dist.square_().mul_(-1.0 / ell).exp_()
 
         return float(pair_mean(x, x, k, True) + pair_mean(y, y, k, True) - 2 * pair_mean(x, y, k, False))
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "bandwidth": self.bandwidth}
 
 
 @METRICS.register("energy")

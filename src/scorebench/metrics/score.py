@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor
 
 from ..estimators.oracle import exact_score
-from ..validation import is_int_at_least
+from ..params import Interval
 from .base import METRICS, Metric, ScoreMetric
 
 if TYPE_CHECKING:
@@ -37,10 +37,10 @@ class ScoreMSE(ScoreMetric):
     ``[max(t_min, T/1000), T]``, with ``x`` drawn exactly from ``p_t`` (one result row per
     time, in the ``t`` column).  Only for targets with exact marginals."""
 
+    param_constraints: ClassVar[dict] = {"n_times": Interval(int, 1, None)}
+
     def __init__(self, n_times: int = 5) -> None:
-        if not is_int_at_least(n_times, 1):
-            raise ValueError(f"score_mse: n_times must be a positive integer, got {n_times!r}")
-        self.n_times = n_times
+        self.set_params_from(n_times=n_times)
 
     def compute(
         self, score: ScoreModel, target: Target, process: ForwardProcess, n: int, generator: torch.Generator
@@ -51,9 +51,6 @@ class ScoreMSE(ScoreMetric):
             out.append((t, squared_error(score, target, process, x, t)))
         return out
 
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "n_times": self.n_times}
-
 
 @METRICS.register("score_mse_traj")
 class TrajectoryScoreMSE(Metric):
@@ -63,13 +60,10 @@ class TrajectoryScoreMSE(Metric):
 
     kind = "trajectory"
 
+    param_constraints: ClassVar[dict] = {"n_times": Interval(int, 1, None), "max_particles": Interval(int, 1, None)}
+
     def __init__(self, n_times: int = 5, max_particles: int = 1000) -> None:
-        if not is_int_at_least(n_times, 1):
-            raise ValueError(f"score_mse_traj: n_times must be a positive integer, got {n_times!r}")
-        if not is_int_at_least(max_particles, 1):
-            raise ValueError(f"score_mse_traj: max_particles must be a positive integer, got {max_particles!r}")
-        self.n_times = n_times
-        self.max_particles = max_particles
+        self.set_params_from(n_times=n_times, max_particles=max_particles)
 
     def record_steps(self, steps: int) -> set[int]:
         """Step indices (1-based) at which to record the particles."""
@@ -83,6 +77,3 @@ class TrajectoryScoreMSE(Metric):
             for t, x in states
             if torch.isfinite(x).all()
         ]
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "n_times": self.n_times, "max_particles": self.max_particles}

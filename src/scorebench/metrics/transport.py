@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
 import ot
 import torch
 from torch import Tensor
 
-from ..validation import is_int_at_least, is_positive_real
+from ..params import Check, Interval
 from .base import METRICS, MetricInputError, NonConvergenceWarning, SampleMetric
 
 #: POT's warnings for a network-simplex result code other than "optimal"; :class:`W2` reads the
@@ -38,10 +38,10 @@ class W2(SampleMetric):
     #: POT's ``numItermax``: network-simplex iterations before it gives up on optimality
     num_itermax: int = 10_000_000
 
+    param_constraints: ClassVar[dict] = {"max_samples": Interval(int, 2, None)}
+
     def __init__(self, max_samples: int = 5000) -> None:
-        if not is_int_at_least(max_samples, 2):
-            raise ValueError(f"w2: max_samples must be an integer >= 2, got {max_samples!r}")
-        self.max_samples = max_samples
+        self.set_params_from(max_samples=max_samples)
 
     def compute(self, x: Tensor, y: Tensor, generator: torch.Generator) -> float:
         xs, ys = x.detach().cpu().double(), y.detach().cpu().double()
@@ -65,9 +65,6 @@ class W2(SampleMetric):
             )
         return value
 
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "max_samples": self.max_samples}
-
 
 @METRICS.register("sliced_w2")
 class SlicedW2(SampleMetric):
@@ -79,10 +76,10 @@ class SlicedW2(SampleMetric):
     ``sliced_wasserstein_distance`` with the same explicit projections.
     """
 
+    param_constraints: ClassVar[dict] = {"n_projections": Interval(int, 1, None)}
+
     def __init__(self, n_projections: int = 128) -> None:
-        if not is_int_at_least(n_projections, 1):
-            raise ValueError(f"sliced_w2: n_projections must be a positive integer, got {n_projections!r}")
-        self.n_projections = n_projections
+        self.set_params_from(n_projections=n_projections)
 
     def compute(self, x: Tensor, y: Tensor, generator: torch.Generator) -> float:
         d = x.shape[1]
@@ -94,9 +91,6 @@ class SlicedW2(SampleMetric):
         px = torch.sort(x @ theta, dim=0).values
         py = torch.sort(y @ theta, dim=0).values
         return math.sqrt(float((px - py).pow(2).mean()))
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "n_projections": self.n_projections}
 
 
 #: :class:`SinkhornDivergence` solves in float32 when the float32 rounding of the kernel's exponent
@@ -259,26 +253,20 @@ class SinkhornDivergence(SampleMetric):
     version = "2"
     alternatives = ("sliced_w2",)
 
+    param_constraints: ClassVar[dict] = {
+        "blur": Interval(float, 0, None, closed="neither"), "max_iterations": Interval(int, 1, None),
+        "tol": Interval(float, 0, None, closed="neither"), "max_samples": Interval(int, 2, None),
+        "scaling": Check(lambda v: v is None, "omitted (it is no longer a parameter: version 2 solves with POT "
+                                             "from a c-transform start, without epsilon-scaling)"),
+    }
+    hidden_params = ("scaling",)
+
     def __init__(
         self, blur: float = 0.3, max_iterations: int = 20_000, tol: float = 3e-4, max_samples: int = 5000,
         scaling: float | None = None,
     ) -> None:
-        if scaling is not None:
-            raise ValueError(
-                "sinkhorn: scaling is no longer a parameter: version 2 solves with POT from a c-transform start, "
-                "without epsilon-scaling; remove it"
-            )
-        if not is_positive_real(blur):
-            raise ValueError(f"sinkhorn: blur must be a positive finite number, got {blur!r}")
-        if not is_int_at_least(max_iterations, 1):
-            raise ValueError(f"sinkhorn: max_iterations must be a positive integer, got {max_iterations!r}")
-        if not is_positive_real(tol):
-            raise ValueError(f"sinkhorn: tol must be a positive finite number, got {tol!r}")
-        if not is_int_at_least(max_samples, 2):
-            raise ValueError(f"sinkhorn: max_samples must be an integer >= 2, got {max_samples!r}")
-        self.blur, self.tol = float(blur), float(tol)
-        self.max_iterations = max_iterations
-        self.max_samples = max_samples
+        self.set_params_from(blur=blur, max_iterations=max_iterations, tol=tol, max_samples=max_samples,
+                             scaling=scaling)
         self._reference: tuple[Tensor, float, int, float, EntropicOT] | None = None
 
     def _solve(self, p: Tensor, q: Tensor, eps: float, symmetric: bool = False) -> EntropicOT:
@@ -337,9 +325,3 @@ class SinkhornDivergence(SampleMetric):
                 f"the value {value:.6g} is approximate (raise max_iterations or blur)"
             ), stacklevel=3)
         return float(value)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            **super().describe(), "blur": self.blur, "max_iterations": self.max_iterations, "tol": self.tol,
-            "max_samples": self.max_samples,
-        }

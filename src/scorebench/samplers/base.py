@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
+from ..params import Boolean, Parameterised
 from ..processes import check_grid, time_grid
 from ..registry import Registry
 from ..targets.base import check_count, check_points
@@ -54,7 +55,7 @@ class SampleResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-class Sampler(ABC):
+class Sampler(Parameterised, ABC):
     """A reverse-time sampler driven by explicit noise.
 
     Subclasses set ``noise_per_step`` (standard normal ``d``-vectors drawn per particle per
@@ -65,11 +66,10 @@ class Sampler(ABC):
     registered_name: ClassVar[str] = ""
     noise_per_step: int = 1
     noise_removal: bool = False
+    param_constraints: ClassVar[dict] = {"noise_removal": Boolean()}
 
     def __init__(self, noise_removal: bool = False) -> None:
-        if not isinstance(noise_removal, bool):
-            raise ValueError(f"{self.name}: noise_removal must be true or false, got {noise_removal!r}")
-        self.noise_removal = noise_removal
+        self.set_params_from(noise_removal=noise_removal)
 
     @property
     def name(self) -> str:
@@ -259,13 +259,6 @@ class Sampler(ABC):
             raise ValueError(
                 f"{what} is not finite: NaN or inf in {rows} of its {n} rows ({int((~finite).sum())} entries)"
             )
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "noise_removal": self.noise_removal}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "name")
-        return f"{type(self).__name__}({args})"
 
 
 #: every component this registry builds, plugins included, must be one

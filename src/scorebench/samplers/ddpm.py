@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, ClassVar
 
 from torch import Tensor
 
+from ..params import Boolean, Options
 from .base import SAMPLERS, Sampler
 
 if TYPE_CHECKING:
@@ -35,12 +36,11 @@ class DDPM(Sampler):
     """
 
     noise_per_step = 1
+    param_constraints: ClassVar[dict] = {"noise_removal": Boolean(), "variance": Options(DDPM_VARIANCES)}
 
     def __init__(self, variance: str = "upper", noise_removal: bool = False) -> None:
-        if variance not in DDPM_VARIANCES:
-            raise ValueError(f"ddpm: unknown variance {variance!r}; allowed: {', '.join(DDPM_VARIANCES)}")
         super().__init__(noise_removal)
-        self.variance = variance
+        self.set_params_from(variance=variance)
 
     def step(
         self, score: ScoreModel, process: ForwardProcess, x: Tensor, t: float, t_next: float,
@@ -50,6 +50,3 @@ class DDPM(Sampler):
         x_mean = score.combine(x, t, 1.0 / a, b2 / a)
         var = b2 if self.variance == "upper" else float(process.sigma2(t_next)) * b2 / float(process.sigma2(t))
         return x_mean + math.sqrt(max(var, 0.0)) * noise[:, 0]
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "variance": self.variance}

@@ -5,12 +5,12 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor
 
-from ..validation import is_positive_real
+from ..params import Interval
 from .base import SAMPLERS, Sampler
 
 if TYPE_CHECKING:
@@ -44,12 +44,8 @@ def gaussian_target_of(score: ScoreModel, t: float) -> tuple[Tensor, Tensor, Ten
     return mu, 1.0 / prec, U
 
 
-def check_horizon(horizon: float | None, sampler: str) -> float | None:
-    """A JKO sampler's ``horizon`` parameter: a positive number or ``None``."""
-    if horizon is not None and not is_positive_real(horizon):
-        raise ValueError(f"{sampler}: horizon must be a positive number (total JKO flow time) or None "
-                         f"(the time grid's own spacings), got {horizon!r}")
-    return None if horizon is None else float(horizon)
+#: a JKO sampler's ``horizon``: the total flow time, or ``None`` for the time grid's own spacings
+HORIZON = [Interval(float, 0, None, closed="neither"), None]
 
 
 def step_scale(grid: Tensor, horizon: float | None) -> float:
@@ -99,10 +95,11 @@ class JKOExactGaussian(Sampler):
     """
 
     noise_per_step = 0
+    param_constraints: ClassVar[dict] = {"horizon": HORIZON}
 
     def __init__(self, horizon: float | None = 10.0) -> None:
         super().__init__()
-        self.horizon = check_horizon(horizon, "jko_exact_gaussian")
+        self.set_params_from(horizon=horizon)
         self._plan: dict[float, int] = {}
 
     @property
@@ -148,6 +145,3 @@ class JKOExactGaussian(Sampler):
         y = (x - mu) @ U
         y = m1.to(x) + (u1 / u0).to(x) * (y - m0.to(x))
         return mu + y @ U.T
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "horizon": self.horizon}

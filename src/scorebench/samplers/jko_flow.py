@@ -59,14 +59,14 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from ..validation import is_int_at_least, is_positive_real
+from ..params import Boolean, Interval, Options
 from .base import SAMPLERS, Sampler, SampleResult
-from .jko_exact_gaussian import check_horizon, step_scale
+from .jko_exact_gaussian import HORIZON, step_scale
 
 if TYPE_CHECKING:
     from ..estimators.base import ScoreModel
@@ -329,6 +329,16 @@ class JKOFlow(Sampler):
     """
 
     noise_per_step = 0
+    param_constraints: ClassVar[dict] = {
+        "iterations": Interval(int, 1, None), "lr": Interval(float, 0, None, closed="neither"),
+        "width": Interval(int, 1, None), "depth": Interval(int, 1, None), "activation": Options(ACTIVATIONS),
+        "lipschitz": Interval(float, 0, 1, closed="neither"),
+        "grad_clip": [Interval(float, 0, None, closed="neither"), None], "horizon": HORIZON,
+        "growth": [Interval(float, 0, None, closed="neither"), None], "n_train": [Interval(int, 2, None), None],
+        "batch_size": [Interval(int, 1, None), None], "exact_logdet_dim": Interval(int, 0, None),
+        "probes": Interval(int, 1, None), "series_terms": Interval(int, 1, None), "warm_start": Boolean(),
+    }
+    test_params: ClassVar[dict] = {"iterations": 5, "width": 8, "n_train": 200, "batch_size": 100}
 
     def __init__(
         self, iterations: int = 300, lr: float = 2e-2, width: int = 32, depth: int = 2,
@@ -338,43 +348,11 @@ class JKOFlow(Sampler):
         warm_start: bool = True,
     ) -> None:
         super().__init__()
-        name = "jko_flow"
-        if not is_int_at_least(iterations, 1):
-            raise ValueError(f"{name}: iterations must be a positive integer, got {iterations!r}")
-        if not is_positive_real(lr):
-            raise ValueError(f"{name}: lr must be a positive number, got {lr!r}")
-        if not is_int_at_least(width, 1):
-            raise ValueError(f"{name}: width must be a positive integer, got {width!r}")
-        if not is_int_at_least(depth, 1):
-            raise ValueError(f"{name}: depth must be a positive integer (hidden layers), got {depth!r}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"{name}: activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
-        if not (is_positive_real(lipschitz) and lipschitz < 1):
-            raise ValueError(f"{name}: lipschitz must lie in (0, 1) (invertibility), got {lipschitz!r}")
-        if grad_clip is not None and not is_positive_real(grad_clip):
-            raise ValueError(f"{name}: grad_clip must be a positive number or None, got {grad_clip!r}")
-        if growth is not None and not is_positive_real(growth):
-            raise ValueError(f"{name}: growth must be a positive number or None (the grid's spacings), got {growth!r}")
-        if n_train is not None and not is_int_at_least(n_train, 2):
-            raise ValueError(f"{name}: n_train must be an integer >= 2 or None (the particles), got {n_train!r}")
-        if batch_size is not None and not is_int_at_least(batch_size, 1):
-            raise ValueError(f"{name}: batch_size must be a positive integer or None (full batch), got {batch_size!r}")
-        if not is_int_at_least(exact_logdet_dim, 0):
-            raise ValueError(f"{name}: exact_logdet_dim must be a non-negative integer, got {exact_logdet_dim!r}")
-        if not is_int_at_least(probes, 1):
-            raise ValueError(f"{name}: probes must be a positive integer, got {probes!r}")
-        if not is_int_at_least(series_terms, 1):
-            raise ValueError(f"{name}: series_terms must be a positive integer, got {series_terms!r}")
-        if not isinstance(warm_start, bool):
-            raise ValueError(f"{name}: warm_start must be true or false, got {warm_start!r}")
-        self.iterations, self.lr, self.width, self.depth = iterations, float(lr), width, depth
-        self.activation, self.lipschitz = activation, float(lipschitz)
-        self.grad_clip = None if grad_clip is None else float(grad_clip)
-        self.growth = None if growth is None else float(growth)
-        self.horizon = check_horizon(horizon, name)
-        self.n_train, self.batch_size = n_train, batch_size
-        self.exact_logdet_dim, self.probes, self.series_terms = exact_logdet_dim, probes, series_terms
-        self.warm_start = warm_start
+        self.set_params_from(
+            iterations=iterations, lr=lr, width=width, depth=depth, activation=activation, lipschitz=lipschitz,
+            grad_clip=grad_clip, horizon=horizon, growth=growth, n_train=n_train, batch_size=batch_size,
+            exact_logdet_dim=exact_logdet_dim, probes=probes, series_terms=series_terms, warm_start=warm_start,
+        )
         self.blocks: list[FlowBlock] = []
         self._seed = 0
         self._plan: dict[float, int] = {}
@@ -583,10 +561,3 @@ class JKOFlow(Sampler):
                 x, ld = block.forward(x, "exact")
                 logp = logp - ld  # type: ignore[operator]
         return logp
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "iterations": self.iterations, "lr": self.lr, "width": self.width,
-                "depth": self.depth, "activation": self.activation, "lipschitz": self.lipschitz,
-                "grad_clip": self.grad_clip, "horizon": self.horizon, "growth": self.growth,
-                "n_train": self.n_train, "batch_size": self.batch_size, "exact_logdet_dim": self.exact_logdet_dim,
-                "probes": self.probes, "series_terms": self.series_terms, "warm_start": self.warm_start}

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from ..validation import is_int_at_least, is_positive_real
+from ..params import Boolean, Interval
 from .base import SAMPLERS, Sampler, SampleResult
-from .jko_exact_gaussian import check_horizon, step_scale
+from .jko_exact_gaussian import HORIZON, step_scale
 
 if TYPE_CHECKING:
     from ..estimators.base import ScoreModel
@@ -73,25 +73,18 @@ class JKOParticle(Sampler):
     """
 
     noise_per_step = 0
+    param_constraints: ClassVar[dict] = {
+        "iterations": Interval(int, 1, None), "damping": [Interval(float, 0, 1, closed="right"), None],
+        "bandwidth": [Interval(float, 0, None, closed="neither"), None], "horizon": HORIZON, "debias": Boolean(),
+    }
+    test_params: ClassVar[dict] = {"iterations": 5}
 
     def __init__(self, iterations: int = 50, damping: float | None = None, bandwidth: float | None = None,
                  horizon: float | None = 10.0, debias: bool = True) -> None:
         super().__init__()
-        if not isinstance(debias, bool):
-            raise ValueError(f"jko_particle: debias must be true or false, got {debias!r}")
-        self.debias = debias
-        self.horizon = check_horizon(horizon, "jko_particle")
+        self.set_params_from(iterations=iterations, damping=damping, bandwidth=bandwidth, horizon=horizon,
+                             debias=debias)
         self._scale = 1.0
-        if not is_int_at_least(iterations, 1):
-            raise ValueError(f"jko_particle: iterations must be a positive integer, got {iterations!r}")
-        if damping is not None and (isinstance(damping, bool) or not isinstance(damping, int | float)
-                                    or not 0 < damping <= 1):
-            raise ValueError(f"jko_particle: damping must lie in (0, 1] or be None (automatic), got {damping!r}")
-        if bandwidth is not None and not is_positive_real(bandwidth):
-            raise ValueError(f"jko_particle: bandwidth must be a positive number or None, got {bandwidth!r}")
-        self.iterations = iterations
-        self.damping = None if damping is None else float(damping)
-        self.bandwidth = None if bandwidth is None else float(bandwidth)
         self.residuals: list[float] = []
 
     @property
@@ -135,7 +128,3 @@ class JKOParticle(Sampler):
         residual = y - x - h * (pi_score(y) - kde_score(y, b))
         self.residuals.append(float(residual.norm(dim=1).mean()))
         return y
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "iterations": self.iterations, "damping": self.damping,
-                "bandwidth": self.bandwidth, "horizon": self.horizon, "debias": self.debias}

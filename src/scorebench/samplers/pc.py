@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor
 
-from ..validation import is_int_at_least
+from ..params import Boolean, Interval
 from .base import SAMPLERS, Sampler
 
 if TYPE_CHECKING:
@@ -39,6 +39,11 @@ class PredictorCorrector(Sampler):
         Gaussian under VP).
     """
 
+    param_constraints: ClassVar[dict] = {
+        "noise_removal": Boolean(), "snr": Interval(float, 0, None, closed="neither"),
+        "corrector_steps": Interval(int, 0, None), "step_size": [Interval(float, 0, None, closed="neither"), None],
+    }
+
     def __init__(
         self,
         snr: float = 0.16,
@@ -46,15 +51,7 @@ class PredictorCorrector(Sampler):
         step_size: float | None = None,
         noise_removal: bool = False,
     ) -> None:
-        if not is_int_at_least(corrector_steps, 0):
-            raise ValueError(f"pc: corrector_steps must be a non-negative integer, got {corrector_steps!r}")
-        if not (isinstance(snr, int | float) and snr > 0):
-            raise ValueError(f"pc: snr must be positive, got {snr!r}")
-        if step_size is not None and not (isinstance(step_size, int | float) and step_size > 0):
-            raise ValueError(f"pc: step_size must be positive or None, got {step_size!r}")
-        self.snr = float(snr)
-        self.corrector_steps = corrector_steps
-        self.step_size = None if step_size is None else float(step_size)
+        self.set_params_from(snr=snr, corrector_steps=corrector_steps, step_size=step_size)
         super().__init__(noise_removal)
         self.noise_per_step = corrector_steps + 1
 
@@ -86,8 +83,3 @@ class PredictorCorrector(Sampler):
         x_mean = (2.0 - a) * x + b2 * score(x, t)
         return x_mean + math.sqrt(max(b2, 0.0)) * noise[:, -1]
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            **super().describe(), "snr": self.snr, "corrector_steps": self.corrector_steps,
-            "step_size": self.step_size,
-        }

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, ClassVar
 
 from torch import Tensor
 
+from ..params import Boolean, Interval, Options
 from ..processes import check_grid, time_grid
-from ..validation import is_int_at_least, is_positive_real
 from .base import SAMPLERS, Sampler
 from .euler_maruyama import EulerMaruyama
 from .exponential_integrator import ExponentialIntegrator
@@ -56,6 +56,14 @@ class PCFiniteHorizon(Sampler):
     ``denoise``).
     """
 
+    param_constraints: ClassVar[dict] = {
+        "noise_removal": Boolean(), "T1": Interval(float, 0, None, closed="neither"),
+        "corrector_steps": Interval(int, 0, None), "corrector_step_size": Interval(float, 0, None, closed="neither"),
+        "predictor": Options(PREDICTORS), "denoise": Boolean(),
+    }
+    param_attributes: ClassVar[dict] = {"predictor": "predictor_name"}
+    test_params: ClassVar[dict] = {"corrector_steps": 5}
+
     def __init__(
         self,
         T1: float = 1.0,
@@ -66,26 +74,9 @@ class PCFiniteHorizon(Sampler):
         noise_removal: bool = False,
     ) -> None:
         super().__init__(noise_removal)
-        if not is_positive_real(T1):
-            raise ValueError(f"pc_finite_horizon: T1 must be a positive number, got {T1!r}")
-        if not is_int_at_least(corrector_steps, 0):
-            raise ValueError(
-                f"pc_finite_horizon: corrector_steps must be a non-negative integer, got {corrector_steps!r}"
-            )
-        if not is_positive_real(corrector_step_size):
-            raise ValueError(
-                f"pc_finite_horizon: corrector_step_size must be a positive number, got {corrector_step_size!r}"
-            )
-        if predictor not in PREDICTORS:
-            raise ValueError(f"pc_finite_horizon: unknown predictor {predictor!r}; allowed: {', '.join(PREDICTORS)}")
-        if not isinstance(denoise, bool):
-            raise ValueError(f"pc_finite_horizon: denoise must be true or false, got {denoise!r}")
-        self.T1 = float(T1)
-        self.corrector_steps = corrector_steps
-        self.corrector_step_size = float(corrector_step_size)
-        self.predictor_name = predictor
+        self.set_params_from(T1=T1, corrector_steps=corrector_steps, corrector_step_size=corrector_step_size,
+                             predictor=predictor, denoise=denoise)
         self.predictor = _predictor(predictor)
-        self.denoise = denoise
         self.noise_per_step = self.predictor.noise_per_step
 
     # -- hooks -----------------------------------------------------------------------------
@@ -137,12 +128,5 @@ class PCFiniteHorizon(Sampler):
             sigma2, alpha = float(process.sigma2(t_next)), float(process.alpha(t_next))
             x = (x + sigma2 * score(x, t_next)) / alpha
         return x
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            **super().describe(), "T1": self.T1, "corrector_steps": self.corrector_steps,
-            "corrector_step_size": self.corrector_step_size, "predictor": self.predictor_name,
-            "denoise": self.denoise,
-        }
 
 

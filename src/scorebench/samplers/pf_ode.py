@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, ClassVar
 
 from torch import Tensor
 
+from ..params import Options
 from .base import SAMPLERS, Sampler
 
 if TYPE_CHECKING:
@@ -28,11 +29,10 @@ class ProbabilityFlowODE(Sampler):
     """
 
     noise_per_step = 0
+    param_constraints: ClassVar[dict] = {"method": Options(PF_ODE_METHODS)}
 
     def __init__(self, method: str = "heun") -> None:
-        if method not in PF_ODE_METHODS:
-            raise ValueError(f"pf_ode: unknown method {method!r}; allowed: {', '.join(PF_ODE_METHODS)}")
-        self.method = method
+        self.set_params_from(method=method)
 
     @staticmethod
     def velocity(score: ScoreModel, process: ForwardProcess, x: Tensor, t: float) -> Tensor:
@@ -50,6 +50,3 @@ class ProbabilityFlowODE(Sampler):
             return x_euler
         v_next = self.velocity(score, process, x_euler, t_next)
         return x - 0.5 * h * (v + v_next)
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "method": self.method}

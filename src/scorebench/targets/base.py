@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
+from ..params import Parameterised
 from ..registry import Registry
 from ..validation import is_int_at_least
 
@@ -41,7 +42,7 @@ def check_count(n: Any, what: str = "n") -> int:
     return n
 
 
-class Target(ABC):
+class Target(Parameterised, ABC):
     """A distribution on ``R^dim`` that knows its own ground truth."""
 
     registered_name: ClassVar[str] = ""
@@ -87,8 +88,9 @@ class Target(ABC):
         )
 
     def describe(self) -> dict[str, Any]:
-        """Parameters that identify this target (written to result provenance)."""
-        return {"name": self.name, "dim": self.dim}
+        """Parameters that identify this target (written to result provenance): its name, its
+        dimension and its declared parameters."""
+        return {"name": self.name, "dim": self.dim, **self.get_params()}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "name")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from ..validation import is_int_at_least
+from ..params import Array, Interval, Options
 from .base import TARGETS
 from .mixture import GaussianMixture, covariance_eigh
 
@@ -26,10 +26,10 @@ def _tensor(value: ArrayLike, what: str) -> Tensor:
     return out
 
 
-def _check_dim(dim: Any) -> int:
-    if not is_int_at_least(dim, 1):
-        raise ValueError(f"dim must be a positive integer, got {dim!r}")
-    return dim
+#: the seed of a random rotation, or ``None`` for the coordinate axes
+SEED = [Interval(int, None, None), None]
+#: a target's dimension
+DIM = Interval(int, 1, None)
 
 
 def random_rotation(dim: int, seed: int) -> Tensor:
@@ -49,6 +49,11 @@ class Gaussian(GaussianMixture):
     coordinate axes).  ``mean`` defaults to zero.
     """
 
+    param_constraints: ClassVar[dict] = {
+        "dim": DIM, "mean": [Array(), None], "cov": [Array(), None], "condition_number": Interval(float, 1, None),
+        "rotation_seed": SEED,
+    }
+
     def __init__(
         self,
         dim: int = 2,
@@ -57,6 +62,9 @@ class Gaussian(GaussianMixture):
         condition_number: float = 10.0,
         rotation_seed: int | None = 0,
     ) -> None:
+        self._init_params = {"dim": dim, "mean": mean, "cov": cov, "condition_number": condition_number,
+                             "rotation_seed": rotation_seed}
+        self.validate_params(self._init_params)
         if cov is not None:
             cov_t = _tensor(cov, "gaussian: cov")
             if cov_t.ndim != 2:
@@ -65,10 +73,7 @@ class Gaussian(GaussianMixture):
             evals, evecs = covariance_eigh(cov_t, "gaussian: cov")
             self._spec = {"cov": cov_t.tolist()}
         else:
-            dim = _check_dim(dim)
             kappa = float(condition_number)
-            if not (math.isfinite(kappa) and kappa >= 1.0):
-                raise ValueError(f"gaussian: condition_number must be >= 1, got {condition_number!r}")
             evals = torch.logspace(-math.log10(kappa), 0.0, dim, dtype=torch.float64) if dim > 1 \
                 else torch.ones(1, dtype=torch.float64)
             evecs = torch.eye(dim, dtype=torch.float64) if rotation_seed is None \
@@ -82,7 +87,12 @@ class Gaussian(GaussianMixture):
         basis = None if torch.equal(evecs, torch.eye(dim, dtype=torch.float64)) else evecs
         super().__init__(torch.ones(1), mean_t[None], evals[None], basis)
 
+    def get_params(self) -> dict[str, Any]:
+        """The constructor's arguments."""
+        return dict(self._init_params)
+
     def describe(self) -> dict[str, Any]:
+        """Name, dimension, mean and the covariance's specification (what identifies the law)."""
         return {"name": self.name, "dim": self.dim, "mean": self.means[0].tolist(), **self._spec}
 
 
@@ -94,13 +104,16 @@ class GaussianUnknownMean(Gaussian):
     affine family ``-x + theta e^{-t}``.  ``mean`` defaults to the all-ones vector.
     """
 
+    param_constraints: ClassVar[dict] = {"dim": DIM, "mean": [Array(), None]}
+
     def __init__(self, dim: int = 2, mean: ArrayLike | None = None) -> None:
-        dim = _check_dim(dim)
+        self.validate_params({"dim": dim, "mean": mean})
         super().__init__(
             dim=dim,
             mean=torch.ones(dim, dtype=torch.float64) if mean is None else mean,
             cov=torch.eye(dim, dtype=torch.float64),
         )
+        self._init_params = {"dim": dim, "mean": mean}
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "dim": self.dim, "mean": self.means[0].tolist()}
@@ -128,6 +141,16 @@ class GMM(GaussianMixture):
       ``N(0, scale^2 I)`` (scale 3), std ``std`` (1), equal weights, drawn from ``seed``.
     """
 
+    param_constraints: ClassVar[dict] = {
+        "preset": [Options(GMM_PRESETS), None], "means": [Array(), None], "weights": [Array(), None],
+        "covs": [Array(), None], "dim": [DIM, None], "n_components": [Interval(int, 1, None), None],
+        "scale": [Interval(float, 0, None, closed="neither", cast=False), None],
+        "std": [Interval(float, 0, None, closed="neither", cast=False), None], "seed": Interval(int, None, None),
+        "covariance_type": [Options(("diag", "tied")), None],
+    }
+    #: the defaults name no mixture: the smallest preset
+    test_params: ClassVar[dict] = {"preset": "ring8"}
+
     def __init__(
         self,
         preset: str | None = None,
@@ -141,6 +164,11 @@ class GMM(GaussianMixture):
         seed: int = 0,
         covariance_type: str | None = None,
     ) -> None:
+        self._init_params = {
+            "preset": preset, "means": means, "weights": weights, "covs": covs, "dim": dim,
+            "n_components": n_components, "scale": scale, "std": std, "seed": seed, "covariance_type": covariance_type,
+        }
+        self.validate_params(self._init_params)
         self._spec: dict[str, Any]
         if preset is not None:
             if means is not None or covs is not None:
@@ -187,7 +215,7 @@ class GMM(GaussianMixture):
             sd = math.log1p(math.e) if std is None else std  # softplus(1)
             return means, sd**2
         if preset == "random":
-            d = 10 if dim is None else _check_dim(dim)
+            d = 10 if dim is None else dim
             K = 5 if n_components is None else n_components
             s = 3.0 if scale is None else float(scale)
             return s * torch.randn((K, d), generator=g, dtype=torch.float64), (1.0 if std is None else std) ** 2
@@ -238,5 +266,10 @@ class GMM(GaussianMixture):
             f"got shape {tuple(c.shape)}"
         )
 
+    def get_params(self) -> dict[str, Any]:
+        """The constructor's arguments."""
+        return dict(self._init_params)
+
     def describe(self) -> dict[str, Any]:
+        """Name, dimension and the mixture's specification (a preset's or the explicit one)."""
         return {"name": self.name, "dim": self.dim, **{k: v for k, v in self._spec.items() if v is not None}}

@@ -7,14 +7,17 @@ low-dimensional manifold, and heavy tails.  Only learned score estimators run on
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from ..validation import is_int_at_least
+from ..params import Interval
 from .base import TARGETS, Target, check_count, check_points
-from .gaussian import _check_dim, random_rotation
+from .gaussian import SEED, random_rotation
+
+#: a positive finite number
+POSITIVE = Interval(float, 0, None, closed="neither")
 
 
 @TARGETS.register("funnel")
@@ -24,13 +27,10 @@ class Funnel(Target):
     The first coordinate is ``v``; default ``d = 10``, ``scale = 3``.
     """
 
+    param_constraints: ClassVar[dict] = {"dim": Interval(int, 2, None), "scale": POSITIVE}
+
     def __init__(self, dim: int = 10, scale: float = 3.0) -> None:
-        self.dim = _check_dim(dim)
-        if self.dim < 2:
-            raise ValueError("funnel: dim must be at least 2")
-        if not scale > 0:
-            raise ValueError(f"funnel: scale must be positive, got {scale!r}")
-        self.scale = float(scale)
+        self.set_params_from(dim=dim, scale=scale)
 
     def sample(self, n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Tensor:
         check_count(n)
@@ -52,9 +52,6 @@ class Funnel(Target):
         var[0] = self.scale**2
         return torch.zeros(self.dim, dtype=torch.float64), torch.diag(var)
 
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "dim": self.dim, "scale": self.scale}
-
 
 @TARGETS.register("circle")
 class Circle(Target):
@@ -67,14 +64,12 @@ class Circle(Target):
 
     has_log_prob = False
 
+    param_constraints: ClassVar[dict] = {
+        "dim": Interval(int, 2, None), "radius": POSITIVE, "rotation_seed": SEED,
+    }
+
     def __init__(self, dim: int = 2, radius: float = 1.0, rotation_seed: int | None = None) -> None:
-        self.dim = _check_dim(dim)
-        if self.dim < 2:
-            raise ValueError("circle: dim must be at least 2")
-        if not radius > 0:
-            raise ValueError(f"circle: radius must be positive, got {radius!r}")
-        self.radius = float(radius)
-        self.rotation_seed = rotation_seed
+        self.set_params_from(dim=dim, radius=radius, rotation_seed=rotation_seed)
         self._frame = None if rotation_seed is None else random_rotation(self.dim, rotation_seed)[:, :2]
 
     def sample(self, n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -98,9 +93,6 @@ class Circle(Target):
             "target 'circle' is supported on a 1-D curve and has no density on R^dim"
         )
 
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "dim": self.dim, "radius": self.radius, "rotation_seed": self.rotation_seed}
-
 
 @TARGETS.register("student_t")
 class StudentT(Target):
@@ -111,14 +103,12 @@ class StudentT(Target):
     generator.  Moments of order ``>= df`` do not exist.
     """
 
+    param_constraints: ClassVar[dict] = {
+        "dim": Interval(int, 1, None), "df": Interval(int, 1, None), "scale": POSITIVE,
+    }
+
     def __init__(self, dim: int = 2, df: int = 3, scale: float = 1.0) -> None:
-        self.dim = _check_dim(dim)
-        if not is_int_at_least(df, 1):
-            raise ValueError(f"student_t: df must be a positive integer, got {df!r}")
-        if not scale > 0:
-            raise ValueError(f"student_t: scale must be positive, got {scale!r}")
-        self.df = df
-        self.scale = float(scale)
+        self.set_params_from(dim=dim, df=df, scale=scale)
 
     def sample(self, n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Tensor:
         check_count(n)
@@ -143,6 +133,3 @@ class StudentT(Target):
             raise NotImplementedError(f"student_t with df={self.df} has no finite covariance (needs df > 2)")
         eye = torch.eye(self.dim, dtype=torch.float64)
         return torch.zeros(self.dim, dtype=torch.float64), self.df / (self.df - 2) * self.scale**2 * eye
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "dim": self.dim, "df": self.df, "scale": self.scale}
