@@ -50,7 +50,7 @@ def one_level(d: int, n: int, beta: float, seed: int = 0, n_patterns: int = 40, 
 
 
 def cvxpy_optimum(program: ConvexProgram) -> float:
-    """The same program (C-DSM), level 0, written directly in cvxpy and solved by CLARABEL."""
+    """The same program (docs/theory.md (C3)), level 0, written directly in cvxpy and solved by CLARABEL."""
     X, D, Y = program.X[0].numpy(), program.D[0].numpy(), program.Y[0].numpy()
     beta = float(program.beta[0])
     n, p = X.shape
@@ -190,7 +190,7 @@ def test_learned_1d_score_is_piecewise_linear_with_kinks_at_the_neurons() -> Non
 def test_kinks_need_not_sit_at_data_points() -> None:
     """docs/theory.md C.2 step 4 says the optimal 1-D score has kinks only at data points.  With the bias inside
     the group norm that is false: cvxpy's optimum of this program has a heavy neuron whose kink lies strictly
-    between two inputs (the module docstring says so)."""
+    between two inputs (docs/theory.md C.4 says so)."""
     program = one_level(1, 15, 1e-2, seed=0)
     X, D, Y = program.X[0].numpy(), program.D[0].numpy(), program.Y[0, :, 0].numpy()
     n, P = X.shape[0], D.shape[0]
