@@ -8,7 +8,6 @@ docs/theory.md C.4.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -16,8 +15,8 @@ import torch
 from torch import Tensor
 
 from ...validation import is_int_at_least, is_positive_real
-from ..base import ESTIMATORS, Estimator, default_generator
-from ..training import Budget, LearnedScore, TrainingRecord, process_scales, training_samples
+from ..base import ESTIMATORS
+from ..training import Budget, LearnedEstimator, LearnedScore, TrainingRecord, process_scales, training_samples
 from .cones import cone_geometry
 from .patterns import patterns_1d, sampled_patterns, stack_patterns
 from .recovery import network_output, recover_networks
@@ -133,7 +132,7 @@ class ConvexScoreFunction:
 
 
 @ESTIMATORS.register("convex")
-class ConvexReLU(Estimator):
+class ConvexReLU(LearnedEstimator):
     r"""Two-layer ReLU score network fitted as a convex program per noise level (Zhang & Pilanci 2024).
 
     Parameters
@@ -246,27 +245,23 @@ class ConvexReLU(Estimator):
         program = ConvexProgram(X, stack_patterns(patterns, x0.dtype), y, self.beta / ratio, cone_geometry(X, patterns))
         return program, times, logs, 1.0 / ratio, gaussian
 
-    def fit(
-        self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator | None = None
+    def _fit(
+        self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator, record: TrainingRecord
     ) -> LearnedScore:
-        gen = default_generator(generator)
-        start = time.perf_counter()
-        x0 = training_samples(data, self.n_train, gen, dtype=torch.float64)
+        x0 = training_samples(data, self.n_train, generator, dtype=torch.float64)
         if not torch.isfinite(x0).all():
             raise ValueError("convex: the training data contain non-finite values (NaN or inf)")
         if self.solver == "fista" and x0.shape[1] > 2:
             raise ValueError("convex: solver 'fista' needs exact cone projections, available for d <= 2; use 'admm'")
-        program, times, logs, gains, gaussian = self.build_program(x0, process, gen)
-        record = TrainingRecord(self.name)
+        program, times, logs, gains, gaussian = self.build_program(x0, process, generator)
         budget = Budget(self.iterations, self.seconds)
         rho = self.rho if self.rho is not None else RHO_PER_BETA * program.beta
         if self.solver == "admm":
             V, info = solve_admm(program, budget, self.tol, rho, record)
         else:
-            V, info = solve_fista(program, budget, self.tol, gen, record)
+            V, info = solve_fista(program, budget, self.tol, generator, record)
         A, C, active = recover_networks(V)
         fn = ConvexScoreFunction(process, logs.to(x0.device), gains, A, C, gaussian, program, V)
-        record.fit_seconds = time.perf_counter() - start
         record.extra = {
             "formulation": "per-output-coordinate groups, bias penalised",
             "solver": self.solver,
