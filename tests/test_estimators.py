@@ -1,11 +1,15 @@
-"""Oracle and noisy-oracle scores."""
+"""Oracle and noisy-oracle scores, and the fit that every learned estimator shares."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 import torch
 
 import scorebench as sb
+from scorebench.estimators import ESTIMATORS, LearnedEstimator, LearnedScore, TrainingRecord
+from scorebench.estimators.lipschitz import Lipschitz
 
 from .conftest import exact_targets, gen
 
@@ -118,3 +122,121 @@ def test_fit_without_a_generator_is_fit_with_seed_0(name: str) -> None:
     default = fitted(None)
     torch.testing.assert_close(default, fitted(gen(0)), rtol=0, atol=0)
     assert not torch.equal(default, fitted(gen(1)))
+
+
+# -- the fit skeleton of learned estimators -------------------------------------------------------------
+
+LEARNED = sorted(name for name in ESTIMATORS.names()
+                 if ESTIMATORS.factory(name).__module__.startswith("scorebench.")
+                 and not ESTIMATORS.factory(name).needs_exact_target)
+
+
+def skeleton_violations(est: sb.Estimator, target: sb.Target, process: sb.ForwardProcess,
+                        generator: torch.Generator) -> list[str]:
+    """How a fit of ``est`` departs from the shared skeleton (empty: it goes through it).
+
+    The fit must be :class:`LearnedEstimator`'s own, call ``_fit`` exactly once with a fresh record
+    under the estimator's name, return a model carrying that record, and record a fit time that
+    spans the whole ``_fit`` call and lies within the call to ``fit``.
+    """
+    cls = type(est)
+    if not isinstance(est, LearnedEstimator):
+        return [f"{cls.__name__} is not a LearnedEstimator"]
+    problems = [] if cls.fit is LearnedEstimator.fit else [f"{cls.__name__} overrides fit"]
+    calls: list[tuple[TrainingRecord, float]] = []
+    inner = est._fit
+
+    def spy(data, process, generator, record):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        model = inner(data, process, generator, record)
+        calls.append((record, time.perf_counter() - start))
+        return model
+
+    est._fit = spy  # type: ignore[method-assign]  # on the instance: the class stays as it is
+    try:
+        start = time.perf_counter()
+        model = est.fit(target, process, generator)
+        span = time.perf_counter() - start
+    finally:
+        del est._fit
+    if len(calls) != 1:
+        return [*problems, f"_fit called {len(calls)} times"]
+    record, inner_span = calls[0]
+    if not isinstance(model, LearnedScore) or model.record is not record:
+        problems.append("the model does not carry the record _fit was given")
+    if record.estimator != est.name:
+        problems.append(f"record names {record.estimator!r}, not {est.name!r}")
+    if not inner_span <= record.fit_seconds <= span:
+        problems.append(f"fit_seconds {record.fit_seconds} outside [{inner_span}, {span}]")
+    return problems
+
+
+def test_the_learned_estimators_are_the_ones_not_needing_exact_scores() -> None:
+    assert LEARNED == ["convex", "lipschitz", "mlp_dsm", "ntk", "ntk_kernel"]
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_every_learned_estimator_fits_through_the_skeleton(name: str) -> None:
+    cls = ESTIMATORS.factory(name)
+    est = sb.get_estimator(name, **cls.quick_params({}))
+    assert skeleton_violations(est, sb.get_target("gaussian", dim=2), sb.get_process("vp"), gen(0)) == []
+
+
+class _OverridesFit(Lipschitz):
+    """Broken on purpose: trains through ``_fit`` but builds its own record and never times the fit."""
+
+    def fit(self, data, process, generator=None):  # type: ignore[no-untyped-def]
+        return self._fit(data, process, generator, TrainingRecord("overrides_fit"))
+
+
+class _ReturnsTheFunction(Lipschitz):
+    """Broken on purpose: ``_fit`` returns the score function instead of the model."""
+
+    def _fit(self, data, process, generator, record):  # type: ignore[no-untyped-def]
+        return super()._fit(data, process, generator, record).fn
+
+
+class _ReturnsAnotherRecord(Lipschitz):
+    """Broken on purpose: ``_fit`` returns a model carrying a record of its own."""
+
+    def _fit(self, data, process, generator, record):  # type: ignore[no-untyped-def]
+        model = super()._fit(data, process, generator, record)
+        return LearnedScore(model.dim, model.process, model.fn, TrainingRecord("lipschitz"), dtype=model.dtype)
+
+
+def test_the_skeleton_check_catches_an_estimator_that_overrides_fit() -> None:
+    est = _OverridesFit(iterations=50, n_train=100)
+    problems = skeleton_violations(est, sb.get_target("gaussian", dim=2), sb.get_process("vp"), gen(0))
+    assert "_OverridesFit overrides fit" in problems
+    assert any(p.startswith("fit_seconds 0.0 outside") for p in problems)
+    assert "record names 'overrides_fit', not 'lipschitz'" in problems
+
+
+@pytest.mark.parametrize("cls, got", [(_ReturnsTheFunction, "AffineScoreFunction"),
+                                      (_ReturnsAnotherRecord, "a LearnedScore with another record")])
+def test_fit_refuses_what_a_broken_fit_hook_returns(cls: type[Lipschitz], got: str) -> None:
+    est = cls(iterations=50, n_train=100)
+    with pytest.raises(TypeError, match=f"lipschitz: _fit must return a LearnedScore carrying the record it was "
+                                        f"given, got {got}"):
+        est.fit(sb.get_target("gaussian", dim=2), sb.get_process("vp"), gen(0))
+
+
+def test_a_learned_estimator_without_a_fit_hook_cannot_be_built() -> None:
+    class NoHook(LearnedEstimator):
+        pass
+
+    with pytest.raises(TypeError, match=r"abstract method '?_fit"):
+        NoHook()
+
+
+@pytest.mark.parametrize("args, match", [
+    (("samples", "vp", None), "data must be a Target or a tensor of shape \\(n, d\\), got str"),
+    (("target", "ve_name", None), "lipschitz: process must be a ForwardProcess, got str"),
+    (("target", "vp", 0), "lipschitz: generator must be a torch.Generator or None, got int"),
+])
+def test_fit_checks_its_arguments(args: tuple, match: str) -> None:
+    data, process, generator = args
+    values = {"target": sb.get_target("gaussian", dim=2), "samples": "x.csv", "vp": sb.get_process("vp"),
+              "ve_name": "ve"}
+    with pytest.raises(TypeError, match=match):
+        sb.get_estimator("lipschitz").fit(values[data], values[process], generator)

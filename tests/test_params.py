@@ -39,13 +39,12 @@ REGISTRIES = {"targets": TARGETS, "processes": PROCESSES, "estimators": ESTIMATO
 
 
 def _builtins() -> list[tuple[str, str, type]]:
-    """(section, name, class) of every built-in component with declared parameters (the convex
-    estimators, whose module is being reorganised, are not converted yet)."""
+    """(section, name, class) of every built-in component."""
     out = []
     for section, reg in REGISTRIES.items():
         for name in reg.names():
             cls = reg.factory(name)
-            if not cls.__module__.startswith("scorebench.") or cls.__module__.endswith(".convex"):
+            if not cls.__module__.startswith("scorebench."):
                 continue
             out.append((section, name, cls))
     return out

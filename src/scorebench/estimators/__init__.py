@@ -3,13 +3,14 @@
 from . import convex, lipschitz, mlp_dsm, ntk  # noqa: F401  (register the learned estimators)
 from .base import ESTIMATORS, Estimator, ScoreModel
 from .oracle import NoisyOracle, NoisyOracleScore, Oracle, OracleScore, exact_score
-from .training import Budget, FitDiverged, LearnedScore, TrainingRecord
+from .training import Budget, FitDiverged, LearnedEstimator, LearnedScore, TrainingRecord
 
 __all__ = [
     "ESTIMATORS",
     "Budget",
     "Estimator",
     "FitDiverged",
+    "LearnedEstimator",
     "LearnedScore",
     "NoisyOracle",
     "NoisyOracleScore",

@@ -115,6 +115,10 @@ class Estimator(Parameterised, ABC):
     ``data`` is either a :class:`~scorebench.targets.Target` (estimators that need the exact
     law, such as ``oracle``, require this; learned ones draw their training set from it) or
     a tensor of training samples of shape ``(n, d)``.
+
+    An estimator that trains subclasses :class:`~.training.LearnedEstimator` and implements its
+    ``_fit`` hook (the shared ``fit`` takes care of the generator, the clock and the training
+    record); one that does not train, such as ``oracle``, implements ``fit`` itself.
     """
 
     registered_name: ClassVar[str] = ""

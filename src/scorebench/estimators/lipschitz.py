@@ -42,14 +42,13 @@ fit is an SGLD run on the DSM objective (B.1).  Two families:
 from __future__ import annotations
 
 import math
-import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from ..params import Interval, Options, param_error
-from .base import ESTIMATORS, Estimator, cut_budget, default_generator
+from .base import ESTIMATORS, cut_budget
 from .networks import (
     LIPSCHITZ_ACTIVATIONS,
     LipschitzMLP,
@@ -61,6 +60,7 @@ from .networks import (
 from .training import (
     WEIGHTINGS,
     Budget,
+    LearnedEstimator,
     LearnedScore,
     TrainingRecord,
     check_finite_loss,
@@ -123,9 +123,11 @@ _POSITIVE = [Interval(float, 0, None, closed="neither"), None]
 
 
 @ESTIMATORS.register("lipschitz")
-class Lipschitz(Estimator):
-    """Score fitted in a class of functions Lipschitz in ``x`` (Bruno et al. 2023).
+class Lipschitz(LearnedEstimator):
+    """Score fitted in a class of functions Lipschitz in ``x`` (Bruno et al. 2023, docs/theory.md B.1).
 
+    Parameters
+    ----------
     family
         ``affine`` (default): ``(alpha_t theta - x) / (alpha_t^2 + sigma_t^2)`` fitted by SGLD on the
         DSM gradient (parameters ``step``, ``beta``).  ``network``: a spectrally normalised MLP with
@@ -203,16 +205,12 @@ class Lipschitz(Estimator):
         return {"name": self.name, "family": self.family, **self.params, "n_train": self.n_train,
                 "seconds": self.seconds}
 
-    def fit(
-        self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator | None = None
+    def _fit(
+        self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator, record: TrainingRecord
     ) -> LearnedScore:
-        generator = default_generator(generator)
-        record = TrainingRecord(estimator=self.name)
-        start = time.perf_counter()
         x0, _ = split_training_data(data, self.n_train, 0.0, generator, self.name)
         if self.family == "affine":
             theta = self._sgld(x0, process, generator, record)
-            record.fit_seconds = time.perf_counter() - start
             return LearnedScore(x0.shape[1], process, AffineScoreFunction(theta, process), record, dtype=torch.float64)
         p = self.params
         mean, var = data_statistics(x0)
@@ -221,7 +219,6 @@ class Lipschitz(Estimator):
         train_dsm(model, x0.float(), process, weighting=p["weighting"], lr=p["lr"], batch_size=p["batch_size"],
                   budget=self.budget, generator=generator, record=record)
         model.freeze()
-        record.fit_seconds = time.perf_counter() - start
         record.extra.update({
             "family": "network", "L": p["L"], "skip": p["skip"], "lipschitz_bound": p["L"] + p["skip"],
             "width": p["width"], "depth": p["depth"], "activation": p["activation"], "weighting": p["weighting"],

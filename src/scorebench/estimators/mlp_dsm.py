@@ -25,13 +25,12 @@ constant, docs/theory.md F.6); the fitted model is then the best held-out one an
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
 from ..params import Interval, Options, param_error
-from .base import ESTIMATORS, Estimator, default_generator
+from .base import ESTIMATORS
 from .networks import (
     PARAMETRIZATIONS,
     ScoreMLP,
@@ -40,7 +39,7 @@ from .networks import (
     split_training_data,
     train_dsm,
 )
-from .training import WEIGHTINGS, Budget, LearnedScore, TrainingRecord
+from .training import WEIGHTINGS, Budget, LearnedEstimator, LearnedScore, TrainingRecord
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -50,9 +49,11 @@ if TYPE_CHECKING:
 
 
 @ESTIMATORS.register("mlp_dsm")
-class MLPDSM(Estimator):
-    """Time-conditioned SiLU MLP trained by denoising score matching with Adam.
+class MLPDSM(LearnedEstimator):
+    """Time-conditioned SiLU MLP trained by denoising score matching with Adam (module docstring).
 
+    Parameters
+    ----------
     width, depth
         Hidden units per layer and number of hidden layers.
     lr, iterations, batch_size, seconds
@@ -103,12 +104,9 @@ class MLPDSM(Estimator):
             raise minibatch_error("mlp_dsm", batch_size, n_train - n_val,
                                   "n_train" if n_val == 0 else "n_train minus the held-out part")
 
-    def fit(
-        self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator | None = None
+    def _fit(
+        self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator, record: TrainingRecord
     ) -> LearnedScore:
-        generator = default_generator(generator)
-        record = TrainingRecord(estimator=self.name)
-        start = time.perf_counter()
         x_fit, x_val = split_training_data(data, self.n_train, self.val_fraction, generator, self.name)
         mean, var = data_statistics(x_fit)
         model = ScoreMLP(process, mean, var, self.width, self.depth, self.parametrization, generator)
@@ -117,7 +115,6 @@ class MLPDSM(Estimator):
             budget=self.budget, generator=generator, record=record, ema=self.ema,
             x_val=None if x_val is None else x_val.float(), patience=self.patience,
         )
-        record.fit_seconds = time.perf_counter() - start
         record.extra.update({
             "width": self.width, "depth": self.depth, "weighting": self.weighting,
             "parametrization": self.parametrization, "ema": self.ema,

@@ -113,7 +113,6 @@ the training cut-off ``t_min``, ``n_fit``/``n_val``, the label standardisation, 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -123,9 +122,10 @@ from torch import Tensor
 from ..params import Check, Interval, Options, param_error
 from ..targets.base import Target
 from ..validation import is_int_at_least
-from .base import ESTIMATORS, Estimator, default_generator
+from .base import ESTIMATORS
 from .training import (
     Budget,
+    LearnedEstimator,
     LearnedScore,
     TrainingRecord,
     check_finite_loss,
@@ -356,7 +356,7 @@ class _Prepared:
 _POSITIVE_OR_NONE = [Interval(float, 0, None, closed="neither", cast=False), None]
 
 
-class _NTKBase(Estimator):
+class _NTKBase(LearnedEstimator):
     """Parameters, validation and data preparation shared by ``ntk`` and ``ntk_kernel``.
 
     Under ``--quick`` (:attr:`quick_budget`) both take at most 200 iterations on at most 500
@@ -465,10 +465,9 @@ class _NTKBase(Estimator):
         return k_hat
 
 
-def _finish(record: TrainingRecord, start: float, stopped_at: int, reason: str) -> None:
+def _finish(record: TrainingRecord, stopped_at: int, reason: str) -> None:
     record.stopped_at = stopped_at
     record.stop_reason = reason
-    record.fit_seconds = time.perf_counter() - start
 
 
 # ---------------------------------------------------------------------------------------
@@ -480,12 +479,28 @@ def _finish(record: TrainingRecord, start: float, stopped_at: int, reason: str) 
 class NTK(_NTKBase):
     r"""Two-layer ReLU denoiser in NTK scaling trained by full-batch GD (Han, Razaviyayn, Xu 2024).
 
-    See the module docstring for the math.  Parameters: ``width`` ``m`` (even, >= 2);
-    ``heads`` (``shared`` Rademacher ``a_r in {+-1}^d`` or ``independent`` heads); ``nu``
-    the init scale of ``w_r(0)``; ``lr`` (``None``: ``1 / mean_i K(z_i, z_i)``);
-    ``stopping`` (``rule``, ``validation``, ``none``); ``sigma_xi`` (``None``: the LMMSE
-    bound); ``init_seed`` (``None``: the initial weights come from the fit's generator after
-    the data; an integer fixes them separately, for studies at fixed data).
+    See the module docstring for the math (docs/theory.md A.2--A.5).
+
+    Parameters
+    ----------
+    width
+        Number of hidden neurons ``m`` (even, >= 2: neurons come in antisymmetric pairs).
+    heads
+        ``shared`` (Rademacher ``a_r in {+-1}^d``) or ``independent`` (one network per output).
+    nu
+        Scale of the initial weights ``w_r(0) ~ N(0, nu^2 I)``.
+    lr
+        Step size; ``None``: ``1 / mean_i K(z_i, z_i)``.
+    stopping
+        ``rule`` (the early-stopping rule of A.5), ``validation`` or ``none``.
+    sigma_xi, rkhs_norm
+        Label-noise scale and RKHS radius of the rule; ``None``: the LMMSE bound and the
+        GCV estimate.
+    init_seed
+        ``None``: the initial weights come from the fit's generator after the data; an integer
+        fixes them separately, for studies at fixed data.
+    n_train, iterations, seconds, val_fraction, t_min, radius, log_points, max_n
+        As for ``ntk_kernel`` (module docstring).
 
     Under ``--quick`` (:attr:`quick_budget`) also at most 256 neurons: the width sets the cost of
     every training step and of every score evaluation while sampling.
@@ -513,19 +528,17 @@ class NTK(_NTKBase):
         if stopping == "rule":
             self._check_max_n("stopping='rule'")
 
-    def fit(
-        self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator | None = None
+    def _fit(
+        self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator, record: TrainingRecord
     ) -> DenoiserScore:
-        start = time.perf_counter()
-        gen = default_generator(generator)
-        prep = self._prepare(data, process, gen)
+        prep = self._prepare(data, process, generator)
         z, y = prep.z, prep.y
         n, d = y.shape
-        init_gen = gen if self.init_seed is None else torch.Generator(gen.device).manual_seed(self.init_seed)
+        init_gen = (generator if self.init_seed is None
+                    else torch.Generator(generator.device).manual_seed(self.init_seed))
         W, a = antisymmetric_init(self.width, z.shape[1], d, self.heads, self.nu, init_gen, z.dtype)
         W0 = W.clone()
         lr = self._default_lr(z) if self.lr is None else float(self.lr)
-        record = TrainingRecord(self.name)
         record.extra = {**self._extra(prep, lr, n), "width": self.width, "heads": self.heads, "nu": self.nu}
         budget_k = self.iterations
         rule_k = None
@@ -575,7 +588,7 @@ class NTK(_NTKBase):
         if self.stopping == "validation" and best[1] < k:
             W, stopped_at, reason = best[2], best[1], "validation"
         record.extra["relative_weight_change"] = float((W - W0).norm() / W0.norm())
-        _finish(record, start, stopped_at, reason)
+        _finish(record, stopped_at, reason)
         return DenoiserScore(d, process, _network_denoiser(W, a, prep), record, prep.imap, prep.mean, prep.scale,
                              {"W": W, "a": a})
 
@@ -620,19 +633,16 @@ class NTKKernel(_NTKBase):
                          radius, log_points, max_n)
         self._check_max_n("closed-form kernel GD")
 
-    def fit(
-        self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator | None = None
+    def _fit(
+        self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator, record: TrainingRecord
     ) -> DenoiserScore:
-        start = time.perf_counter()
-        gen = default_generator(generator)
-        prep = self._prepare(data, process, gen)
+        prep = self._prepare(data, process, generator)
         z, y = prep.z, prep.y
         n = z.shape[0]
         lam, U = torch.linalg.eigh(relu_ntk(z, z) / n)
         lam = lam.clamp(min=0.0)
         coef = U.T @ y  # (n, d)
         lr = self._default_lr(z) if self.lr is None else float(self.lr)
-        record = TrainingRecord(self.name)
         record.extra = {**self._extra(prep, lr, n), "lambda_max": float(lam[-1]),
                         "lr_lambda_max": lr * float(lam[-1])}
         k_hat = self._rule(lam, coef, lr, prep, record)  # recorded whatever the stopping
@@ -667,7 +677,7 @@ class NTKKernel(_NTKBase):
         if self.stopping == "validation" and best[1] < k:
             stopped_at, reason = best[1], "validation"
         weights = U @ (kernel_gd_gain(lam, lr, stopped_at)[:, None] * coef) / n  # (n, d)
-        _finish(record, start, stopped_at, reason)
+        _finish(record, stopped_at, reason)
         return DenoiserScore(y.shape[1], process, _kernel_denoiser(z, weights, prep), record, prep.imap, prep.mean,
                              prep.scale, {"train_features": z, "weights": weights})
 

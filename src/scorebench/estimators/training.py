@@ -5,7 +5,8 @@ tensor it is given), pairs each with one diffusion time and one Gaussian noise d
 (docs/theory.md A.2: ``x_t = alpha_t x_0 + sigma_t z``), trains within a :class:`Budget`
 (iterations and/or wall seconds), and returns a :class:`LearnedScore` whose
 :class:`TrainingRecord` keeps the loss curve, the stopping iteration and why it stopped,
-and the fit seconds.  A loss that becomes NaN or infinite raises :class:`FitDiverged`,
+and the fit seconds.  :class:`LearnedEstimator` holds the ``fit`` they share; each implements
+only its ``_fit``.  A loss that becomes NaN or infinite raises :class:`FitDiverged`,
 which the runner records as a cell with status ``diverged``.
 
 Denoising score matching (Vincent 2011) at time ``t``:
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,12 +28,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from ..processes import ForwardProcess
 from ..targets.base import Target, check_points
 from ..validation import is_int_at_least, is_positive_real
-from .base import ScoreModel
+from .base import Estimator, ScoreModel, default_generator
 
 if TYPE_CHECKING:
-    from ..processes import ForwardProcess, Time
+    from ..processes import Time
 
 #: why training stopped
 STOP_REASONS = ("iterations", "seconds", "rule", "validation", "converged", "diverged")
@@ -140,7 +143,7 @@ def training_samples(
     if isinstance(data, Target):
         return data.sample(n_train, generator, dtype=dtype).to(device)
     if not isinstance(data, Tensor):
-        raise TypeError(f"data must be a Target or a tensor of shape (n, d), got {type(data).__name__}")
+        raise TypeError(data_type_message(data))
     check_points(data, data.shape[-1] if data.ndim == 2 else -1)
     if data.shape[0] < n_train:
         raise ValueError(f"n_train = {n_train} but only {data.shape[0]} training samples were given")
@@ -241,3 +244,79 @@ class LearnedScore(ScoreModel):
             tt = tt.expand(x.shape[0])
         with torch.no_grad():
             return self.fn(x.to(self.dtype), tt).to(x.dtype)
+
+
+def data_type_message(data: object) -> str:
+    """The one message for ``fit`` data that is neither a target nor a tensor."""
+    return f"data must be a Target or a tensor of shape (n, d), got {type(data).__name__}"
+
+
+class LearnedEstimator(Estimator):
+    """An estimator that trains a model on data: the ``fit`` every learned estimator shares.
+
+    :meth:`fit` checks its arguments, takes the default generator when none is given (a CPU
+    generator seeded with 0, :func:`~.base.default_generator`), starts the clock, creates the
+    :class:`TrainingRecord` under the estimator's name, calls :meth:`_fit`, and sets the record's
+    ``fit_seconds`` to the wall time of the whole fit.  A new learned estimator implements
+    :meth:`_fit` only.  A fit whose loss becomes non-finite raises :class:`FitDiverged` from
+    :meth:`_fit`, carrying the record as it stood (its ``fit_seconds`` left at 0).
+    """
+
+    def fit(
+        self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator | None = None
+    ) -> LearnedScore:
+        """Train on ``data`` (a target to draw from, or a tensor of training samples) for ``process``.
+
+        Parameters
+        ----------
+        data
+            A :class:`~scorebench.targets.Target` or a tensor of shape ``(n, d)``.
+        process
+            The forward process whose marginal scores are estimated.
+        generator
+            Source of every random draw of the fit; ``None`` means a CPU generator seeded with 0.
+
+        Returns
+        -------
+        LearnedScore
+            The fitted model; its ``record`` is the :class:`TrainingRecord` of this fit.
+        """
+        if not isinstance(data, Target | Tensor):
+            raise TypeError(data_type_message(data))
+        if not isinstance(process, ForwardProcess):
+            raise TypeError(f"{self.name}: process must be a ForwardProcess, got {type(process).__name__}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"{self.name}: generator must be a torch.Generator or None, got {type(generator).__name__}")
+        generator = default_generator(generator)
+        start = time.perf_counter()
+        record = TrainingRecord(self.name)
+        model = self._fit(data, process, generator, record)
+        if not isinstance(model, LearnedScore) or model.record is not record:
+            got = type(model).__name__ if not isinstance(model, LearnedScore) else "a LearnedScore with another record"
+            raise TypeError(
+                f"{self.name}: _fit must return a LearnedScore carrying the record it was given, got {got}"
+            )
+        record.fit_seconds = time.perf_counter() - start
+        return model
+
+    @abstractmethod
+    def _fit(
+        self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator, record: TrainingRecord
+    ) -> LearnedScore:
+        """Train and return the model (arguments already checked, ``generator`` never ``None``).
+
+        Parameters
+        ----------
+        data, process
+            As given to :meth:`fit`.
+        generator
+            The fit's generator; every random draw goes through it, in a fixed order.
+        record
+            The fit's :class:`TrainingRecord`: log the losses, the stop and ``extra`` into it,
+            and return it as the model's ``record``.
+
+        Returns
+        -------
+        LearnedScore
+            The fitted model carrying ``record``.
+        """
