@@ -283,7 +283,7 @@ def sampler_step(device: str, label: str, dim: int, n: int) -> Callable[[], Any]
     :func:`gaussian_target` and the step's explicit noise drawn beforehand (float32).
 
     ``pc_finite_horizon``'s first step includes its Langevin corrector; ``jko_flow``'s trains
-    its JKO block (``begin`` resets the flow before each timed step); ``jko_exact_gaussian``
+    its JKO block (a fresh run state from ``begin`` before each timed step); ``jko_exact_gaussian``
     plans its Gaussian recursion once, outside the timing.
     """
     if n > MAX_PARTICLES.get(label, n):
@@ -298,13 +298,12 @@ def sampler_step(device: str, label: str, dim: int, n: int) -> Callable[[], Any]
     x = s.initial_std(proc) * noise.normal(0, 0, n, (dim,))
     m = s.noise_slots(1)
     z = s.step_noise(noise.normal(1, 0, n, (m, dim)), False) if m > 0 else None
-    s.begin(score, proc, grid)
+    state = s.open_run(score, proc, grid)
     restart = label in RESTART_EACH_STEP
 
     def run() -> Any:
-        if restart:
-            s.begin(score, proc, grid)
-        return s.step(score, proc, x, t, t_next, z)
+        run_state = s.open_run(score, proc, grid) if restart else state
+        return s.run_step(score, proc, x, t, t_next, z, state=run_state)
 
     warm_up(run, device)
     return run

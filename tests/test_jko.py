@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,9 +42,9 @@ def test_one_step_is_the_minimiser_of_the_jko_objective(h: float) -> None:
 
 
 def _laws(sampler: sb.Sampler, score: sb.ScoreModel, process: sb.ForwardProcess, steps: int) -> list[GaussianLaw]:
-    sampler.begin(score, process, sb.time_grid(process, steps))
-    mu, U = sampler._mu, sampler._U
-    return [GaussianLaw(mu + U @ m, U @ torch.diag(u**2) @ U.T) for m, u in sampler.laws()]
+    plan = sampler.begin(score, process, sb.time_grid(process, steps))
+    mu, U = plan.mu, plan.U
+    return [GaussianLaw(mu + U @ m, U @ torch.diag(u**2) @ U.T) for m, u in plan.laws]
 
 
 def test_contraction_and_linear_log_kl() -> None:
@@ -75,15 +76,15 @@ def test_horizon_rescales_the_grid_into_step_sizes() -> None:
     score = sb.get_estimator("oracle").fit(target, vp)
     grid = sb.time_grid(vp, 12, "quadratic")
     sampler = sb.get_sampler("jko_exact_gaussian", horizon=7.0)
-    sampler.begin(score, vp, grid)
-    lam = sampler._lam
-    m = -(sampler._mu @ sampler._U)
+    plan = sampler.begin(score, vp, grid)
+    lam = plan.lam
+    m = -(plan.mu @ plan.U)
     u = torch.full_like(lam, sampler.initial_std(vp))
     h = (grid[:-1] - grid[1:]) * 7.0 / float(grid[0] - grid[-1])
     assert float(h.sum()) == pytest.approx(7.0)
     for hk in h.tolist():
         m, u = m / (1 + hk / lam), (lam * u + torch.sqrt(lam**2 * u**2 + 4 * hk * lam * (hk + lam))) / (2 * (hk + lam))
-    m_end, u_end = sampler.laws()[-1]
+    m_end, u_end = plan.laws[-1]
     torch.testing.assert_close(m_end, m)
     torch.testing.assert_close(u_end, u)
     for bad in (0.0, -1.0, True, "long"):
@@ -176,3 +177,54 @@ def test_particle_jko_declares_its_nature() -> None:
     assert not sampler.affine and not sampler.batch_invariant
     with pytest.raises(ValueError, match=r"jko_particle: damping must be a number in \(0, 1\] or None, got 0.0"):
         sb.get_sampler("jko_particle", damping=0.0)
+
+
+_RUN_SUITE = """
+[suite]
+name = "jko_state"
+seed = 3
+device = "cpu"
+
+[targets.gauss2]
+name = "gaussian"
+dim = 2
+mean = [1.0, -1.0]
+
+[processes.ou]
+
+[estimators.oracle]
+
+[samplers.particle]
+name = "jko_particle"
+iterations = 3
+
+[metrics]
+bures_w2 = {}
+
+[[grid]]
+steps = [3, 4]
+n_samples = [60]
+seeds = SEEDS
+metrics = ["bures_w2"]
+"""
+
+
+def test_a_suite_run_records_each_seeds_own_residuals(tmp_path: Path) -> None:
+    """The runner reuses one sampler instance for every cell and seed: each seed's ``samples.jsonl`` record
+    holds that run's residuals only (one per step), the same as in a run of that seed alone."""
+    from scorebench.results import read_sample_records
+    from scorebench.runner import run_suite
+    from scorebench.suite import load_suite
+
+    records = {}
+    for label, seeds in (("both", "[0, 1]"), ("alone", "[1]")):
+        path = tmp_path / f"{label}.toml"
+        path.write_text(_RUN_SUITE.replace("SEEDS", seeds))
+        run_suite(load_suite(path), tmp_path / label, progress=False)
+        records[label] = {(r["steps"], r["seed"]): r["info"] for r in read_sample_records(tmp_path / label)}
+    assert sorted(records["both"]) == [(3, 0), (3, 1), (4, 0), (4, 1)]
+    for (steps, seed), info in records["both"].items():
+        assert len(info["residuals"]) == steps and all(0 <= r < 1 for r in info["residuals"])
+        if seed == 1:
+            assert info == records["alone"][(steps, 1)]
+    assert records["both"][(3, 0)] != records["both"][(3, 1)]

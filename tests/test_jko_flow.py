@@ -25,10 +25,9 @@ SMALL = {"iterations": 150, "width": 16, "batch_size": 500}  # small networks: t
 def _exact_laws(score: sb.ScoreModel, process: sb.ForwardProcess, grid: torch.Tensor,
                 horizon: float | None = None) -> list[GaussianLaw]:
     """The exact JKO recursion's laws rho_0 .. rho_N on ``grid`` (docs/theory.md (E3))."""
-    exact = sb.get_sampler("jko_exact_gaussian", horizon=horizon)
-    exact.begin(score, process, grid)
-    mu, U = exact._mu, exact._U
-    return [GaussianLaw(mu + U @ m, U @ torch.diag(u**2) @ U.T) for m, u in exact.laws()]
+    plan = sb.get_sampler("jko_exact_gaussian", horizon=horizon).begin(score, process, grid)
+    mu, U = plan.mu, plan.U
+    return [GaussianLaw(mu + U @ m, U @ torch.diag(u**2) @ U.T) for m, u in plan.laws]
 
 
 def _run(sampler: sb.Sampler, score: sb.ScoreModel, process: sb.ForwardProcess, n: int, grid: torch.Tensor,
@@ -141,7 +140,7 @@ def test_log_density_is_the_exact_law_density(gaussian_case: GaussianCase) -> No
     y = c.out.samples
     last = c.laws[-1]
     exact = torch.distributions.MultivariateNormal(last.mean, last.cov).log_prob(y)
-    flow = c.flow.log_density(y)
+    flow = c.out.state.log_density(y)
     assert float((flow - exact).abs().mean()) < 0.05
     pi_logp = torch.distributions.MultivariateNormal(c.pi.mean, c.pi.cov).log_prob(y)
     diff = flow - pi_logp
@@ -152,10 +151,9 @@ def test_log_density_is_the_exact_law_density(gaussian_case: GaussianCase) -> No
 def _exact_affine_map(score: sb.ScoreModel, process: sb.ForwardProcess, grid: torch.Tensor) -> tuple[torch.Tensor,
                                                                                                          torch.Tensor]:
     """``(A, c)`` of the exact first JKO map ``x -> A x + c`` on ``grid`` (E3, in the target's eigenbasis)."""
-    exact = sb.get_sampler("jko_exact_gaussian", horizon=None)
-    exact.begin(score, process, grid)
-    (m0, u0), (m1, u1) = exact.laws()[:2]
-    U, mu = exact._U, exact._mu
+    plan = sb.get_sampler("jko_exact_gaussian", horizon=None).begin(score, process, grid)
+    (m0, u0), (m1, u1) = plan.laws[:2]
+    U, mu = plan.U, plan.mu
     A = U @ torch.diag(u1 / u0) @ U.T
     return A, mu + U @ m1 - A @ (mu + U @ m0)
 
@@ -169,7 +167,7 @@ def test_one_block_reaches_the_jko_minimum() -> None:
     score = sb.get_estimator("oracle").fit(target, ou)
     pi = GaussianLaw.of(target.marginal(ou, ou.t_min))
     flow = sb.get_sampler("jko_flow", horizon=None, **SMALL)
-    flow.sample(score, ou, 200, 1, gen(0), dtype=F64)
+    trained = flow.sample(score, ou, 200, 1, gen(0), dtype=F64).state
     grid = sb.time_grid(ou, 1)
     A, c = _exact_affine_map(score, ou, grid)
     x = torch.randn((20_000, 2), generator=gen(7), dtype=F64)
@@ -180,7 +178,7 @@ def test_one_block_reaches_the_jko_minimum() -> None:
         r = y - pi.mean
         return 0.5 * ((r @ P) * r).sum(1) - logdet + (y - x).pow(2).sum(1) / (2 * h)
 
-    y, logdet = flow.blocks[0].forward(x, "exact")
+    y, logdet = trained.blocks[0].forward(x, "exact")
     y_star = x @ A.T + c
     best = objective(y_star, float(torch.linalg.slogdet(A).logabsdet))
     gap = objective(y, logdet) - best
@@ -206,10 +204,9 @@ def test_first_order_residual_vanishes_at_the_exact_map_and_shrinks_with_trainin
                       [torch.zeros(4, dtype=F64), torch.zeros(2, dtype=F64)], 0.9, "tanh",
                       h=float(grid[0] - grid[1]))
     block.freeze()
-    flow = JKOFlow()
-    flow.begin(score, ou, grid)
+    run = JKOFlow().begin(score, ou, grid)
     x = torch.randn((500, 2), generator=gen(3), dtype=F64)
-    assert flow._first_order_residual(score, ou, block, x, 0) < 1e-10
+    assert JKOFlow._first_order_residual(run, score, ou, block, x, 0) < 1e-10
     few = sb.get_sampler("jko_flow", **{**SMALL, "iterations": 5}).sample(score, ou, 500, 1, gen(0), dtype=F64)
     many = sb.get_sampler("jko_flow", horizon=None, **SMALL).sample(score, ou, 500, 1, gen(0), dtype=F64)
     assert many.info["residuals"][0] < 0.5 * few.info["residuals"][0]
@@ -314,8 +311,8 @@ def test_flow_inverse_recovers_the_initial_noise_and_nfe_is_counted() -> None:
     flow = sb.get_sampler("jko_flow", horizon=None, **{**SMALL, "iterations": 20})
     out = flow.sample(score, ou, 300, 3, gen(4), dtype=F64)
     x0 = NoiseSource.from_generator(gen(4), F64).normal(0, 0, 300, (2,)) * ou.prior_std
-    assert torch.allclose(flow.inverse(out.samples), x0, atol=1e-10)
-    assert torch.allclose(flow.forward(x0), out.samples, atol=1e-12)
+    assert torch.allclose(out.state.inverse(out.samples), x0, atol=1e-10)
+    assert torch.allclose(out.state.forward(x0), out.samples, atol=1e-12)
     assert out.nfe == score.calls == 3 * (20 + 1)  # one score call per iteration, one per residual
 
 
@@ -349,7 +346,7 @@ def test_x_init_only_when_training_on_the_particles() -> None:
     assert torch.isfinite(out.samples).all() and all(math.isnan(r) for r in out.info["residuals"])
     assert float(out.samples.mean(0).norm()) < float(x_init.mean(0).norm())  # pulled toward pi's mean 0
     with pytest.raises(ValueError, match="density is unknown"):
-        flow.log_density(out.samples)
+        out.state.log_density(out.samples)
 
 
 @pytest.mark.parametrize("name", ["vp", "ou", "ve", "subvp"])
@@ -370,13 +367,13 @@ def test_non_gaussian_target_moves_toward_pi_and_density_integrates_to_one() -> 
     assert torch.isfinite(out.samples).all()
     ref = target.marginal(vp, vp.t_min).sample(1000, gen(1), dtype=F64)
     sw = sb.get_metric("sliced_w2")
-    before = sw(flow.inverse(out.samples), ref, gen(2))
+    before = sw(out.state.inverse(out.samples), ref, gen(2))
     after = sw(out.samples, ref, gen(2))
     assert after < 0.6 * before, (before, after)
     # change of variables: the flow's density is normalised (midpoint rule on [-10, 10]^2)
     edges = torch.linspace(-10, 10, 201, dtype=F64)
     mid = 0.5 * (edges[1:] + edges[:-1])
-    mass = float(flow.log_density(torch.cartesian_prod(mid, mid)).exp().sum()) * float(edges[1] - edges[0]) ** 2
+    mass = float(out.state.log_density(torch.cartesian_prod(mid, mid)).exp().sum()) * float(edges[1] - edges[0]) ** 2
     assert mass == pytest.approx(1.0, abs=1e-3)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import pytest
 import torch
@@ -217,3 +219,178 @@ def test_numpy_integer_steps_and_float_steps() -> None:
     assert sb.get_sampler("ddpm").sample(score, process, 5, np.int64(4), gen(0)).steps == 4
     with pytest.raises(ValueError, match=r"steps must be a positive integer, got 4\.0"):
         sb.get_sampler("ddpm").sample(score, process, 5, 4.0, gen(0))
+
+
+# -- run state: a sampler instance holds its settings only ---------------------------------
+
+#: small settings of every registered sampler, so that each runs in well under a second
+QUICK = {"jko_flow": {"iterations": 3, "n_train": 64, "batch_size": 32, "width": 4},
+         "jko_particle": {"iterations": 3}, "pc_finite_horizon": {"corrector_steps": 3}}
+#: two runs that differ in seed, grid, chunking and dtype
+RUNS = ({"grid": 5, "seed": 1}, {"grid": "quadratic7", "seed": 2, "chunk_size": 24, "dtype": torch.float64})
+GAUSS2 = sb.get_target("gaussian", dim=2, mean=[1.0, -0.5], condition_number=3.0)
+
+
+def _snapshot(obj: object) -> object:
+    """A deep copy of what an instance holds, nested samplers included (compared with :func:`_same`)."""
+    import copy
+
+    return {k: _snapshot(v) if isinstance(v, sb.Sampler) else copy.deepcopy(v) for k, v in vars(obj).items()}
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    return type(a) is type(b) and a == b
+
+
+def _run(sampler: sb.Sampler, process: sb.ForwardProcess, score: sb.ScoreModel, run: dict) -> sb.SampleResult:
+    grid = sb.time_grid(process, 7, "quadratic") if run["grid"] == "quadratic7" else run["grid"]
+    return sampler.sample(score, process, 48, grid, gen(run["seed"]), chunk_size=run.get("chunk_size"),
+                          dtype=run.get("dtype", torch.float32))
+
+
+def _state_on_self(make: Callable[[], sb.Sampler]) -> tuple[bool, bool]:
+    """``(mutated, differs)``: whether running one instance twice (different seeds and grids) changed
+    what the instance holds, and whether its results (samples, NFE, info) on the runs and on a repeat of
+    the first differ from those of a fresh instance per run."""
+    process = sb.get_process("vp")
+    score = sb.get_estimator("oracle").fit(GAUSS2, process)
+    reused = make()
+    before = _snapshot(reused)
+    results = [_run(reused, process, score, run) for run in RUNS]
+    mutated = not _same(_snapshot(reused), before)
+    results.append(_run(reused, process, score, RUNS[0]))
+    fresh = [_run(make(), process, score, run) for run in (*RUNS, RUNS[0])]
+    differs = not all(torch.equal(a.samples, b.samples) and a.nfe == b.nfe and _same(a.info, b.info)
+                      for a, b in zip(results, fresh, strict=True))
+    return mutated, differs
+
+
+@pytest.mark.parametrize("name", sb.SAMPLERS.names())
+def test_no_registered_sampler_keeps_run_state_on_itself(name: str) -> None:
+    """One instance runs any number of times: ``vars(sampler)`` is unchanged by runs on two seeds and grids,
+    and the reused instance gives bit-identical samples, NFE and info to a fresh instance per run."""
+    assert _state_on_self(lambda: sb.get_sampler(name, **QUICK.get(name, {}))) == (False, False)
+
+
+@pytest.mark.parametrize("name", sb.SAMPLERS.names())
+def test_no_registered_sampler_overrides_sample(name: str) -> None:
+    """Diagnostics and results leave through the run state, so no sampler needs its own ``sample``."""
+    assert type(sb.get_sampler(name, **QUICK.get(name, {}))).sample is sb.Sampler.sample
+
+
+class _CountsRunsOnSelf(sb.Sampler):
+    """Wrong: records each run's seed on the instance (the results do not change)."""
+
+    noise_per_step = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seeds: list[int] = []
+
+    def begin(self, score, process, grid, *, seed=0):  # type: ignore[no-untyped-def]
+        self.seeds.append(seed)
+
+    def step(self, score, process, x, t, t_next, noise):  # type: ignore[no-untyped-def]
+        return sb.get_sampler("euler_maruyama").step(score, process, x, t, t_next, noise)
+
+
+class _CountsRunsOnClass(sb.Sampler):
+    """Wrong: a run counter outside the instance scales the output, so a second run differs."""
+
+    noise_per_step = 1
+    runs = 0
+
+    def begin(self, score, process, grid):  # type: ignore[no-untyped-def]
+        type(self).runs += 1
+
+    def step(self, score, process, x, t, t_next, noise):  # type: ignore[no-untyped-def]
+        x = sb.get_sampler("euler_maruyama").step(score, process, x, t, t_next, noise)
+        return x * (1.0 + type(self).runs) if t_next == process.t_min else x
+
+
+def test_the_run_state_check_catches_state_kept_elsewhere() -> None:
+    """The check above fails a sampler that writes on ``self`` during a run, and one whose runs leak into
+    each other through state the instance does not hold."""
+    assert _state_on_self(_CountsRunsOnSelf) == (True, False)
+    assert _state_on_self(_CountsRunsOnClass) == (False, True)
+
+
+def test_run_state_reaches_the_steps_and_the_result() -> None:
+    """``begin``'s state is passed to each step that names ``state``, with the run's noise seed when
+    ``begin`` names ``seed`` (the seed :class:`NoiseSource` draws from the generator) and ``x_init``;
+    ``state.info()`` is ``SampleResult.info`` and the state is ``SampleResult.state``."""
+
+    @dataclass
+    class Log(sb.samplers.RunState):
+        seed: int
+        from_prior: bool
+        times: list[float] = field(default_factory=list)
+
+        def info(self) -> dict:
+            return {"seed": self.seed, "steps_seen": len(self.times)}
+
+    class Logged(sb.Sampler):
+        noise_per_step = 1
+
+        def begin(self, score, process, grid, *, seed=0, x_init=None):  # type: ignore[no-untyped-def]
+            return Log(seed, x_init is None)
+
+        def step(self, score, process, x, t, t_next, noise, *, state):  # type: ignore[no-untyped-def]
+            state.times.append(t)
+            return sb.get_sampler("euler_maruyama").step(score, process, x, t, t_next, noise)
+
+    process = sb.get_process("vp")
+    score = sb.get_estimator("oracle").fit(TARGET, process)
+    out = Logged().sample(score, process, 30, 4, gen(3), chunk_size=20)
+    assert isinstance(out.state, Log) and out.state.from_prior
+    assert out.state.seed == NoiseSource.from_generator(gen(3)).seed
+    assert out.state.times == 2 * sb.time_grid(process, 4)[:-1].tolist()  # two chunks, four steps each
+    assert out.info == {"seed": out.state.seed, "steps_seen": 8}
+    em = sb.get_sampler("euler_maruyama").sample(score, process, 30, 4, gen(3))
+    assert torch.equal(out.samples, em.samples)
+    assert not Logged().sample(score, process, 30, 4, gen(3), x_init=em.samples).state.from_prior
+
+
+def test_samplers_written_against_the_plain_contract_still_run() -> None:
+    """A ``step`` without ``state`` and a ``begin`` returning None (the contract before run states) run as
+    before, with an empty state and info; a ``begin`` returning anything else is refused by name."""
+
+    class Plain(sb.Sampler):
+        noise_per_step = 1
+
+        def begin(self, score, process, grid):  # type: ignore[no-untyped-def]
+            return None
+
+        def step(self, score, process, x, t, t_next, noise):  # type: ignore[no-untyped-def]
+            return sb.get_sampler("euler_maruyama").step(score, process, x, t, t_next, noise)
+
+    class ReturnsADict(Plain):
+        def begin(self, score, process, grid):  # type: ignore[no-untyped-def]
+            return {"plan": []}
+
+    process = sb.get_process("ou")
+    score = sb.get_estimator("oracle").fit(TARGET, process)
+    out = Plain().sample(score, process, 30, 4, gen(1))
+    assert torch.equal(out.samples, sb.get_sampler("euler_maruyama").sample(score, process, 30, 4, gen(1)).samples)
+    assert out.info == {} and type(out.state) is sb.samplers.RunState
+    with pytest.raises(ValueError, match=r"sampler 'returnsadict': begin must return a .*RunState or None, got dict"):
+        ReturnsADict().sample(score, process, 30, 4, gen(1))
+
+
+def test_a_planned_step_without_its_state_is_refused() -> None:
+    process = sb.get_process("vp")
+    score = sb.get_estimator("oracle").fit(GAUSS2, process)
+    sampler = sb.get_sampler("jko_exact_gaussian")
+    x = torch.zeros((5, 2))
+    with pytest.raises(ValueError, match=r"needs the JKOExactGaussianState its begin returns \(got no state"):
+        sampler.step(score, process, x, process.T, 0.5, None)
+    plan = sampler.begin(score, process, sb.time_grid(process, 2))
+    assert sampler.step(score, process, x, process.T, 0.5, None, state=plan).shape == (5, 2)

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from .samplers.base import RunState
+
 if TYPE_CHECKING:
     from .estimators.base import ScoreModel
     from .processes import ForwardProcess
@@ -137,9 +139,12 @@ class AffineStep:
 
 def affine_step_map(
     sampler: Sampler, score: ScoreModel, process: ForwardProcess, t: float, t_next: float,
-    is_last: bool = False, index: int = 1,
+    is_last: bool = False, index: int = 1, state: RunState | None = None,
 ) -> AffineStep:
     """Read the affine map of one step off ``sampler.step`` (float64, on the CPU).
+
+    ``state`` is the run state :meth:`Sampler.open_run` returned, for a sampler that plans its
+    steps (an empty one by default).
 
     Raises ``ValueError`` if the sampler declares itself non-affine or if the map fails an
     affinity check at a random point (e.g. a score that is not affine in ``x``).
@@ -159,7 +164,7 @@ def affine_step_map(
     x[-1] = torch.randn(d, generator=probe, dtype=_F64)
     z[-1] = torch.randn(m * d, generator=probe, dtype=_F64)
     noise = sampler.step_noise(z.reshape(rows + 1, m, d), is_last) if m > 0 else None
-    out = sampler.step(score, process, x, t, t_next, noise)
+    out = sampler.run_step(score, process, x, t, t_next, noise, state=RunState() if state is None else state)
     c = out[0]
     A = (out[1 : d + 1] - c).T
     B = (out[d + 1 : rows] - c).T
@@ -193,7 +198,7 @@ def exact_output_law(
     law = init if init is not None else GaussianLaw.isotropic(score.dim, sampler.initial_std(process))
     if law.dim != score.dim:
         raise ValueError(f"init law has dimension {law.dim}, the score has {score.dim}")
-    sampler.begin(score, process, grid)
+    state = sampler.open_run(score, process, grid)
     for index, t, t_next, is_last in sampler.steps_of(grid):
-        law = affine_step_map(sampler, score, process, t, t_next, is_last, index).push(law)
+        law = affine_step_map(sampler, score, process, t, t_next, is_last, index, state).push(law)
     return law

@@ -393,7 +393,7 @@ class Runner:
         """The rows of one cell x seed; ``info`` receives the sampler's diagnostics (``SampleResult.info``)."""
         base = self._base_row(cell, seed)
         process = self._obj("processes", cell.process)
-        sampler = self.suite.build("samplers", cell.sampler)
+        sampler = self._obj("samplers", cell.sampler)  # holds no run state: one instance serves every seed
         metrics = {m: self.suite.build_metric(m) for m in cell.metrics}
         traj = [m for m in metrics.values() if m.kind == "trajectory"]
         states: list[tuple[float, torch.Tensor]] = []

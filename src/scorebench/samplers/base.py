@@ -15,15 +15,24 @@ Registering a new sampler::
         noise_per_step = 1
         def step(self, score, process, x, t, t_next, noise):
             ...
+
+Run state.  A sampler instance holds only its settings: one instance can run any number of
+times, on any seed and grid, and gives what a fresh instance gives.  Whatever a sampler learns
+during one run (a plan of its steps, trained maps, per-step diagnostics) lives in a
+:class:`RunState` that :meth:`Sampler.begin` returns and that :meth:`Sampler.step` receives as the
+keyword argument ``state`` when its signature names it (a step without ``state`` is called as
+before).  :meth:`RunState.info` turns the state into ``SampleResult.info``, and the state itself
+is ``SampleResult.state``.
 """
 
 from __future__ import annotations
 
+import inspect
 import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor
@@ -41,11 +50,28 @@ if TYPE_CHECKING:
 SAMPLERS: Registry[Sampler] = Registry("sampler", "scorebench.samplers")
 
 
+class RunState:
+    """What a sampler learns during one run: returned by :meth:`Sampler.begin`, passed to every
+    :meth:`Sampler.step` of that run (when the step takes ``state``), returned as
+    ``SampleResult.state``.
+
+    The base state is empty.  A sampler that plans or learns subclasses it (usually as a
+    dataclass) and overrides :meth:`info`.
+    """
+
+    def info(self) -> dict[str, Any]:
+        """The run's diagnostics, JSON-serialisable: ``SampleResult.info`` and, in a suite run, the
+        ``info`` of the cell's record in ``samples.jsonl`` (none by default)."""
+        return {}
+
+
 @dataclass
 class SampleResult:
     """Output of :meth:`Sampler.sample`.
 
-    ``nfe`` is the number of score evaluations per particle trajectory.
+    ``nfe`` is the number of score evaluations per particle trajectory; ``info`` the sampler's
+    diagnostics (:meth:`RunState.info`) and ``state`` the run state itself (for ``jko_flow`` the
+    trained flow, with its ``forward``, ``inverse`` and ``log_density``).
     """
 
     samples: Tensor
@@ -53,6 +79,25 @@ class SampleResult:
     steps: int
     grid: Tensor
     info: dict[str, Any] = field(default_factory=dict)
+    state: RunState = field(default_factory=RunState)
+
+
+S = TypeVar("S", bound=RunState)
+
+#: the keyword arguments :meth:`Sampler.begin` may declare, each passed only where declared
+BEGIN_KEYWORDS = ("seed", "x_init")
+
+
+def _declared(func: Callable[..., Any], names: Sequence[str]) -> frozenset[str]:
+    """Which of ``names`` ``func`` accepts as keyword arguments (all of them if it takes ``**kwargs``)."""
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return frozenset()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return frozenset(names)
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return frozenset(n for n in names if n in params and params[n].kind in keyword)
 
 
 class Sampler(Parameterised, ABC):
@@ -67,6 +112,15 @@ class Sampler(Parameterised, ABC):
     noise_per_step: int = 1
     noise_removal: bool = False
     param_constraints: ClassVar[dict] = {"noise_removal": Boolean()}
+    #: whether :meth:`step` takes the run state (``state=``) and which :data:`BEGIN_KEYWORDS`
+    #: :meth:`begin` declares; read off the signatures once per class
+    _step_takes_state: ClassVar[bool] = False
+    _begin_keywords: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._step_takes_state = "state" in _declared(cls.step, ("state",))
+        cls._begin_keywords = _declared(cls.begin, BEGIN_KEYWORDS)
 
     def __init__(self, noise_removal: bool = False) -> None:
         self.set_params_from(noise_removal=noise_removal)
@@ -113,7 +167,9 @@ class Sampler(Parameterised, ABC):
         ``noise`` has shape ``(n, noise_per_step, d)``, or is ``None`` when
         ``noise_per_step == 0``.  ``x`` and the returned tensor may be non-contiguous (a step
         through :meth:`ScoreModel.combine` can return a transposed view): use ``reshape``, not
-        ``view``.
+        ``view``.  A step that declares a keyword argument ``state`` receives the run's
+        :class:`RunState` (what :meth:`begin` returned) there; it records what it learns in the
+        state, never on ``self``.
         """
 
     # -- hooks a sampler may override -------------------------------------------------
@@ -129,10 +185,55 @@ class Sampler(Parameterised, ABC):
         """Standard deviation of the isotropic initial law (the process's prior by default)."""
         return process.prior_std
 
-    def begin(self, score: ScoreModel, process: ForwardProcess, grid: Tensor) -> None:
-        """Called once per run, before the first step, with the resolved grid (a sampler that
-        plans its steps ahead, such as the exact Gaussian JKO scheme, does it here)."""
-        return None
+    def begin(self, score: ScoreModel, process: ForwardProcess, grid: Tensor) -> RunState | None:
+        """Called once per run, before the first step, with the resolved grid; returns the run's
+        :class:`RunState` (``None``: an empty one).
+
+        A sampler that plans its steps ahead (such as the exact Gaussian JKO scheme) or learns
+        during the run returns its own state here.  An override may also declare the keyword
+        arguments ``seed`` (the integer the run's noise source is seeded with) and ``x_init``
+        (the initial particles, ``None`` when the run starts from :meth:`initial_std`'s law);
+        each is passed only to a ``begin`` that names it.
+        """
+        return RunState()
+
+    # -- one run, for callers that drive the steps themselves ---------------------------
+    def open_run(
+        self, score: ScoreModel, process: ForwardProcess, grid: Tensor, *, seed: int = 0,
+        x_init: Tensor | None = None,
+    ) -> RunState:
+        """:meth:`begin`, given the keyword arguments it declares, with ``None`` turned into an
+        empty :class:`RunState`; raises ``ValueError`` if ``begin`` returned anything else."""
+        given = {"seed": seed, "x_init": x_init}
+        state = self.begin(score, process, grid, **{k: given[k] for k in self._begin_keywords})
+        if state is None:
+            return RunState()
+        if not isinstance(state, RunState):
+            raise ValueError(
+                f"sampler {self.name!r}: begin must return a scorebench.samplers.RunState or None, "
+                f"got {type(state).__name__}"
+            )
+        return state
+
+    def run_step(
+        self, score: ScoreModel, process: ForwardProcess, x: Tensor, t: float, t_next: float,
+        noise: Tensor | None, *, state: RunState,
+    ) -> Tensor:
+        """:meth:`step`, with ``state=state`` when the step takes the run state."""
+        if self._step_takes_state:
+            return self.step(score, process, x, t, t_next, noise, state=state)  # type: ignore[call-arg]
+        return self.step(score, process, x, t, t_next, noise)
+
+    def state_of(self, state: RunState | None, kind: type[S]) -> S:
+        """``state`` if it is a ``kind`` (the state this sampler's :meth:`begin` returns); otherwise
+        a ``ValueError`` saying that the step runs only inside a run begun by :meth:`begin`."""
+        if not isinstance(state, kind):
+            got = "no state" if state is None else f"a {type(state).__name__}"
+            raise ValueError(
+                f"sampler {self.name!r}: step needs the {kind.__name__} its begin returns (got {got}); "
+                "call begin first and pass its result as state="
+            )
+        return state
 
     # -- driver ----------------------------------------------------------------------
     def resolve_grid(self, process: ForwardProcess, grid: Tensor | Sequence[float] | int) -> Tensor:
@@ -217,7 +318,7 @@ class Sampler(Parameterised, ABC):
              x_init: Tensor | None, chunk_size: int | None,
              callback: Callable[[int, float, Tensor, int], None] | None) -> SampleResult:
         calls_at_start = score.calls
-        self.begin(score, process, grid)
+        state = self.open_run(score, process, grid, seed=noise.seed, x_init=x_init)
         chunk = n if chunk_size is None else chunk_size
         std = self.initial_std(process)
         out = []
@@ -231,7 +332,7 @@ class Sampler(Parameterised, ABC):
             for i, t, t_next, is_last in self.steps_of(grid):
                 m = self.noise_slots(i)
                 z = noise.normal(i, lo, hi, (m, d)) if m > 0 else None
-                x = self.step(score, process, x, t, t_next, self.step_noise(z, is_last))
+                x = self.run_step(score, process, x, t, t_next, self.step_noise(z, is_last), state=state)
                 if not isinstance(x, Tensor) or x.shape != (hi - lo, d):
                     got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
                     raise ValueError(
@@ -243,7 +344,8 @@ class Sampler(Parameterised, ABC):
             if lo == 0:
                 nfe = score.calls - calls_at_start
             out.append(x)
-        return SampleResult(torch.cat(out), nfe=nfe, steps=grid.numel() - 1, grid=grid)
+        return SampleResult(torch.cat(out), nfe=nfe, steps=grid.numel() - 1, grid=grid, info=state.info(),
+                            state=state)
 
     def check_init(self, x_init: Tensor, n: int, d: int) -> None:
         """Refuse an initial state that is not a floating tensor of shape ``(n, d)`` or has a NaN

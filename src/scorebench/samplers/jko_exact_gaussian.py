@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor
 
 from ..params import Interval
-from .base import SAMPLERS, Sampler
+from .base import SAMPLERS, RunState, Sampler
 
 if TYPE_CHECKING:
     from ..estimators.base import ScoreModel
@@ -77,6 +77,22 @@ def jko_gaussian_step(m: Tensor, u: Tensor, lam: Tensor, h: float) -> tuple[Tens
     return m_new, u_new
 
 
+@dataclass
+class JKOExactGaussianState(RunState):
+    r"""The planned recursion of one ``jko_exact_gaussian`` run.
+
+    ``pi = N(mu, U diag(lam) U^T)``; ``laws[k] = (m_k, u_k)`` are the mean and standard deviation
+    of ``rho_k`` per eigen-direction, in the coordinates ``(x - mu) U`` (``k = 0 .. N``); ``plan``
+    maps each step's start time on the grid to its index ``k``.
+    """
+
+    mu: Tensor
+    U: Tensor
+    lam: Tensor
+    laws: list[tuple[Tensor, Tensor]]
+    plan: dict[float, int] = field(default_factory=dict)
+
+
 @SAMPLERS.register("jko_exact_gaussian")
 class JKOExactGaussian(Sampler):
     r"""Exact JKO scheme (Jordan, Kinderlehrer, Otto 1998) for ``pi = p_{t_min}`` when it is
@@ -100,7 +116,6 @@ class JKOExactGaussian(Sampler):
     def __init__(self, horizon: float | None = 10.0) -> None:
         super().__init__()
         self.set_params_from(horizon=horizon)
-        self._plan: dict[float, int] = {}
 
     @property
     def gradient_flow(self) -> bool:
@@ -109,7 +124,8 @@ class JKOExactGaussian(Sampler):
     def flow_time(self, process: ForwardProcess, grid: Tensor) -> float:
         return step_scale(grid, self.horizon) * float(grid[0] - grid[-1])
 
-    def begin(self, score: ScoreModel, process: ForwardProcess, grid: Tensor) -> None:
+    def begin(self, score: ScoreModel, process: ForwardProcess, grid: Tensor) -> JKOExactGaussianState:
+        """Read ``pi`` off the score at ``t_min`` and plan ``rho_0 .. rho_N`` on ``grid``."""
         mu, lam, U = gaussian_target_of(score, process.t_min)
         std = self.initial_std(process)
         m = -(mu @ U)  # the initial mean 0, in the target's eigen-coordinates centred at mu
@@ -120,28 +136,22 @@ class JKOExactGaussian(Sampler):
         for t, t_next in itertools.pairwise(times):
             m, u = jko_gaussian_step(m, u, lam, scale * (t - t_next))
             laws.append((m, u))
-        self._mu, self._U, self._lam, self._laws = mu, U, lam, laws
-        self._plan = {t: k for k, t in enumerate(times[:-1])}
+        return JKOExactGaussianState(mu, U, lam, laws, {t: k for k, t in enumerate(times[:-1])})
 
-    def laws(self) -> list[tuple[Tensor, Tensor]]:
-        """The planned ``(mean, std)`` per eigen-direction of ``rho_0 .. rho_N`` (after ``begin``)."""
-        return list(self._laws)
-
-    def sample(self, score: ScoreModel, process: ForwardProcess, n: int, grid: Tensor | Sequence[float] | int,
-               generator: torch.Generator, **kwargs):  # type: ignore[no-untyped-def]
-        if kwargs.get("x_init") is not None:
-            raise ValueError("jko_exact_gaussian starts from its own Gaussian initial law; x_init is not allowed")
-        return super().sample(score, process, n, grid, generator, **kwargs)
+    def check_init(self, x_init: Tensor, n: int, d: int) -> None:
+        """Refuse any ``x_init``: the recursion starts from the sampler's own Gaussian law."""
+        raise ValueError("jko_exact_gaussian starts from its own Gaussian initial law; x_init is not allowed")
 
     def step(
         self, score: ScoreModel, process: ForwardProcess, x: Tensor, t: float, t_next: float,
-        noise: Tensor | None,
+        noise: Tensor | None, *, state: RunState | None = None,
     ) -> Tensor:
-        if t not in self._plan:
+        plan = self.state_of(state, JKOExactGaussianState)
+        if t not in plan.plan:
             raise ValueError("jko_exact_gaussian: step called outside the planned grid (call begin first)")
-        k = self._plan[t]
-        (m0, u0), (m1, u1) = self._laws[k], self._laws[k + 1]
-        mu, U = self._mu.to(x), self._U.to(x)
+        k = plan.plan[t]
+        (m0, u0), (m1, u1) = plan.laws[k], plan.laws[k + 1]
+        mu, U = plan.mu.to(x), plan.U.to(x)
         y = (x - mu) @ U
         y = m1.to(x) + (u1 / u0).to(x) * (y - m0.to(x))
         return mu + y @ U.T

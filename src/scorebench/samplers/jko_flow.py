@@ -39,8 +39,9 @@ Training of each block: Adam on minibatches of a training set, a cosine learning
 and gradient-norm clipping, warm-started from the previous block (the first block starts at the
 identity map).  The training set is ``n_train`` draws of the initial law, carried through the
 blocks as they are trained (fresh draws of ``rho_k``, independent of the particles), or the
-particles of the first chunk.  Later chunks are pushed through the trained blocks, so
-:meth:`JKOFlow.inverse` and :meth:`JKOFlow.log_density` describe one flow.
+particles of the first chunk.  Later chunks are pushed through the trained blocks, so one flow
+maps every particle; the run's :class:`JKOFlowState` (``SampleResult.state``) holds it, with
+:meth:`JKOFlowState.forward`, :meth:`JKOFlowState.inverse` and :meth:`JKOFlowState.log_density`.
 
 Step sizes: ``h_k`` are the spacings of the time grid rescaled to sum to ``horizon`` (as in
 ``jko_particle`` and ``jko_exact_gaussian``; ``horizon=None`` keeps the spacings), or, with
@@ -65,7 +66,7 @@ import torch
 from torch import Tensor
 
 from ..params import Boolean, Interval, Options
-from .base import SAMPLERS, Sampler, SampleResult
+from .base import SAMPLERS, RunState, Sampler
 from .jko_exact_gaussian import HORIZON, step_scale
 
 if TYPE_CHECKING:
@@ -283,6 +284,70 @@ def _init_block(d: int, width: int, depth: int, lipschitz: float, activation: st
     return FlowBlock(center, scale, zeros[:d].clone(), zeros[d].clone(), weights, biases, lipschitz, activation)
 
 
+@dataclass
+class JKOFlowState(RunState):
+    r"""One ``jko_flow`` run, and after it the trained flow.
+
+    ``seed`` is the run's noise seed (hashed per block into the seeds of the networks'
+    initialisation, the training set, the minibatches and the Hutchinson probes); ``h`` the step
+    sizes and ``plan`` each step's start time on the grid mapped to its block index; the initial
+    law is ``N(0, initial_std^2 I)`` (``from_prior``) or ``x_init``'s, unknown.  ``blocks`` are the
+    blocks trained so far; ``train`` the own training set carried through them and ``flow_score``
+    the flow's score at the first chunk's particles (for the first-order residual).
+    """
+
+    seed: int = 0
+    h: list[float] = field(default_factory=list)
+    plan: dict[float, int] = field(default_factory=dict)
+    initial_std: float = 1.0
+    from_prior: bool = True
+    exact_logdet_dim: int = 20
+    blocks: list[FlowBlock] = field(default_factory=list)
+    train: Tensor | None = None
+    flow_score: Tensor | None = None
+
+    def info(self) -> dict[str, Any]:
+        """``blocks``: per block, its step size, final loss and gradient norm, iterations, log-det
+        mode and (exact mode) first-order residual; ``residuals``: those residuals (NaN where not
+        computed)."""
+        return {"blocks": [dict(b.record) for b in self.blocks],
+                "residuals": [b.record.get("residual", math.nan) for b in self.blocks]}
+
+    # -- the trained flow ----------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        """Push points of the initial law through every trained block."""
+        with torch.no_grad():
+            for block in self.blocks:
+                x = block.forward(x, "none")[0]
+        return x
+
+    def inverse(self, y: Tensor, max_iterations: int = 1000) -> Tensor:
+        """Pull points back through the trained blocks, last to first (:meth:`FlowBlock.inverse`; Newton
+        steps when ``d <= exact_logdet_dim``)."""
+        with torch.no_grad():
+            for block in reversed(self.blocks):
+                y = block.inverse(y, max_iterations, newton=y.shape[1] <= self.exact_logdet_dim)
+        return y
+
+    def log_density(self, y: Tensor) -> Tensor:
+        r"""``log rho_N(y)`` of the flow's output law by change of variables:
+        ``log N(x_0; 0, std^2 I) - sum_k log det grad T_k(x_{k-1})`` with ``x_0 = T^{-1}(y)``
+        (exact log-determinants)."""
+        if not self.blocks:
+            raise ValueError("jko_flow: no trained blocks (run sample first)")
+        if not self.from_prior:
+            raise ValueError("jko_flow: the flow started from x_init, whose density is unknown")
+        with torch.no_grad():
+            x = self.inverse(y)
+            d = y.shape[1]
+            std = self.initial_std
+            logp = -0.5 * x.pow(2).sum(1) / std**2 - d * math.log(std) - 0.5 * d * math.log(2 * math.pi)
+            for block in self.blocks:
+                x, ld = block.forward(x, "exact")
+                logp = logp - ld  # type: ignore[operator]
+        return logp
+
+
 @SAMPLERS.register("jko_flow")
 class JKOFlow(Sampler):
     r"""Neural JKO flow toward ``pi = p_{t_min}``: one invertible residual block per JKO step, each
@@ -295,6 +360,11 @@ class JKOFlow(Sampler):
     particles' empirical law, whose moments they pull toward ``pi``'s, and the residual MLP can
     overfit it; ``x_init`` is only allowed in this mode).  Meant for a few JKO blocks (JKO-iFlow
     uses about 8): each block costs ``iterations`` optimiser steps.
+
+    The integer the noise source draws from the run's generator also seeds, hashed per block, the
+    networks' initialisation, the training set, the minibatches and the Hutchinson probes.
+    ``SampleResult.info["blocks"]`` holds per-block records, ``info["residuals"]`` the first-order
+    residuals ``eps_k``; ``SampleResult.state`` is the trained flow (:class:`JKOFlowState`).
 
     Parameters
     ----------
@@ -353,14 +423,6 @@ class JKOFlow(Sampler):
             grad_clip=grad_clip, horizon=horizon, growth=growth, n_train=n_train, batch_size=batch_size,
             exact_logdet_dim=exact_logdet_dim, probes=probes, series_terms=series_terms, warm_start=warm_start,
         )
-        self.blocks: list[FlowBlock] = []
-        self._seed = 0
-        self._plan: dict[float, int] = {}
-        self._h: list[float] = []
-        self._initial_std = 1.0
-        self._train: Tensor | None = None
-        self._flow_score: Tensor | None = None
-        self._from_prior = True
 
     @property
     def affine(self) -> bool:
@@ -379,86 +441,75 @@ class JKOFlow(Sampler):
         return sum(step_sizes(grid, self.growth, self.horizon))
 
     # -- driver hooks ----------------------------------------------------------------
-    def sample(self, score: ScoreModel, process: ForwardProcess, n: int, grid: Any,  # type: ignore[override]
-               generator: torch.Generator, **kwargs: Any) -> SampleResult:
-        """As :meth:`Sampler.sample`; the integer the noise source draws from ``generator`` also seeds,
-        hashed per block, the networks' initialisation, the training set, the minibatches and the
-        Hutchinson probes.  ``info["blocks"]`` holds per-block records, ``info["residuals"]`` the
-        first-order residuals ``eps_k``."""
-        if not isinstance(generator, torch.Generator):
-            raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-        if kwargs.get("x_init") is not None and self.n_train is not None:
+    def check_init(self, x_init: Tensor, n: int, d: int) -> None:
+        """Refuse ``x_init`` unless the blocks train on the particles (``n_train=None``), then check it
+        as every sampler does."""
+        if self.n_train is not None:
             raise ValueError(
                 "jko_flow: x_init needs n_train=None (training on the particles): with n_train the blocks "
                 "are trained on draws of the initial law N(0, prior_std^2 I), not of x_init's law"
             )
-        self._from_prior = kwargs.get("x_init") is None
-        # peek at the integer the noise source will draw (restoring the state keeps the initial noise
-        # shared with other samplers run on the same seed)
-        state = generator.get_state()
-        self._seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-        generator.set_state(state)
-        result = super().sample(score, process, n, grid, generator, **kwargs)
-        result.info["blocks"] = [dict(b.record) for b in self.blocks]
-        result.info["residuals"] = [b.record.get("residual", math.nan) for b in self.blocks]
-        return result
+        super().check_init(x_init, n, d)
 
-    def begin(self, score: ScoreModel, process: ForwardProcess, grid: Tensor) -> None:
-        self._h = step_sizes(grid, self.growth, self.horizon)
-        self._plan = {t: k for k, t in enumerate(grid.tolist()[:-1])}
-        self.blocks = []
-        self._initial_std = self.initial_std(process)
-        self._train = None
-        self._flow_score = None
+    def begin(self, score: ScoreModel, process: ForwardProcess, grid: Tensor, *, seed: int = 0,
+              x_init: Tensor | None = None) -> JKOFlowState:
+        """A flow with no blocks yet, its step sizes planned on ``grid``; ``seed`` seeds the training."""
+        return JKOFlowState(seed=seed, h=step_sizes(grid, self.growth, self.horizon),
+                            plan={t: k for k, t in enumerate(grid.tolist()[:-1])},
+                            initial_std=self.initial_std(process), from_prior=x_init is None,
+                            exact_logdet_dim=self.exact_logdet_dim)
 
-    def _step_size(self, t: float, t_next: float) -> tuple[int, float]:
-        if t in self._plan:
-            k = self._plan[t]
-            return k, self._h[k]
+    def _step_size(self, run: JKOFlowState, t: float, t_next: float) -> tuple[int, float]:
+        if t in run.plan:
+            k = run.plan[t]
+            return k, run.h[k]
         if self.growth is not None or self.horizon is not None:
             raise ValueError("jko_flow: step called outside the planned grid (call begin first)")
-        return len(self.blocks), t - t_next
+        return len(run.blocks), t - t_next
 
     def step(
         self, score: ScoreModel, process: ForwardProcess, x: Tensor, t: float, t_next: float,
-        noise: Tensor | None,
+        noise: Tensor | None, *, state: RunState | None = None,
     ) -> Tensor:
-        k, h = self._step_size(t, t_next)
-        if k > len(self.blocks):
-            raise ValueError(f"jko_flow: block {k} requested before block {len(self.blocks)} was trained")
-        if k == len(self.blocks):  # the first chunk trains the block; later chunks reuse it
-            self.blocks.append(self._train_block(score, process, x, h, k))
+        run = self.state_of(state, JKOFlowState)
+        k, h = self._step_size(run, t, t_next)
+        if k > len(run.blocks):
+            raise ValueError(f"jko_flow: block {k} requested before block {len(run.blocks)} was trained")
+        if k == len(run.blocks):  # the first chunk trains the block; later chunks reuse it
+            run.blocks.append(self._train_block(run, score, process, x, h, k))
         with torch.no_grad():
-            return self.blocks[k].forward(x, "none")[0]
+            return run.blocks[k].forward(x, "none")[0]
 
     # -- training ---------------------------------------------------------------------
-    def _generator(self, k: int, device: torch.device) -> torch.Generator:
-        return torch.Generator(device).manual_seed((self._seed + 0x9E3779B97F4A7C15 * (k + 2)) % (2**62))
+    @staticmethod
+    def _generator(run: JKOFlowState, k: int, device: torch.device) -> torch.Generator:
+        return torch.Generator(device).manual_seed((run.seed + 0x9E3779B97F4A7C15 * (k + 2)) % (2**62))
 
-    def _training_set(self, x: Tensor, k: int) -> Tensor:
+    def _training_set(self, run: JKOFlowState, x: Tensor, k: int) -> Tensor:
         """Block ``k``'s training points: the particles, or the own training set (drawn at ``k = 0``
         from the initial law, then carried through each trained block)."""
         if self.n_train is None:
             return x.detach()
-        if self._train is None or k == 0:
-            gen = self._generator(-1, x.device)
+        if run.train is None or k == 0:
+            gen = self._generator(run, -1, x.device)
             z = torch.randn((self.n_train, x.shape[1]), generator=gen, device=x.device, dtype=x.dtype)
-            self._train = self._initial_std * z
-        elif self._train.shape[1] != x.shape[1] or self._train.dtype != x.dtype:
+            run.train = run.initial_std * z
+        elif run.train.shape[1] != x.shape[1] or run.train.dtype != x.dtype:
             raise ValueError("jko_flow: the particles changed dimension or dtype between blocks")
-        return self._train
+        return run.train
 
-    def _train_block(self, score: ScoreModel, process: ForwardProcess, x: Tensor, h: float, k: int) -> FlowBlock:
-        data = self._training_set(x, k)
+    def _train_block(self, run: JKOFlowState, score: ScoreModel, process: ForwardProcess, x: Tensor, h: float,
+                     k: int) -> FlowBlock:
+        data = self._training_set(run, x, k)
         n, d = data.shape
-        gen = self._generator(k, x.device)
+        gen = self._generator(run, k, x.device)
         center = data.mean(0)
         scale = float(data.var(0, unbiased=False).mean().sqrt()) if n > 1 else 1.0
         if not (math.isfinite(scale) and bool(torch.isfinite(center).all())):
             raise FloatingPointError(f"jko_flow: block {k}: non-finite particles")
         scale = max(scale, 1e-12)
-        if self.blocks and self.warm_start:
-            block = self.blocks[-1].copy(center, scale)
+        if run.blocks and self.warm_start:
+            block = run.blocks[-1].copy(center, scale)
         else:
             block = _init_block(d, self.width, self.depth, self.lipschitz, self.activation, gen, x.dtype,
                                 center, scale)
@@ -498,22 +549,23 @@ class JKOFlow(Sampler):
         block.freeze()
         if self.n_train is not None:
             with torch.no_grad():
-                self._train = block.forward(data, "none")[0]
+                run.train = block.forward(data, "none")[0]
         block.record = {"h": h, "loss": loss_value, "grad_norm": grad_norm, "iterations": self.iterations,
                         "logdet": mode}
         if mode == "exact":
-            block.record["residual"] = self._first_order_residual(score, process, block, x.detach(), k)
+            block.record["residual"] = self._first_order_residual(run, score, process, block, x.detach(), k)
         return block
 
-    def _first_order_residual(self, score: ScoreModel, process: ForwardProcess, block: FlowBlock, x: Tensor,
-                              k: int) -> float:
+    @staticmethod
+    def _first_order_residual(run: JKOFlowState, score: ScoreModel, process: ForwardProcess, block: FlowBlock,
+                              x: Tensor, k: int) -> float:
         r"""Mean ``||T(x) - x - h [s_pi - s_{k+1}](T(x))||`` with ``s_{k+1}`` the flow's score, carried by
         ``s_{k+1}(T x) = grad T(x)^{-T} [s_k(x) - grad_x log det grad T(x)]`` from ``s_0(x) = -x / std^2``."""
-        if not self._from_prior:  # the initial law, hence the flow's score, is unknown
+        if not run.from_prior:  # the initial law, hence the flow's score, is unknown
             return math.nan
         if k == 0:
-            self._flow_score = -x / self._initial_std**2
-        prev = self._flow_score
+            run.flow_score = -x / run.initial_std**2
+        prev = run.flow_score
         if prev is None or prev.shape != x.shape:
             return math.nan
         with torch.enable_grad():
@@ -523,41 +575,8 @@ class JKOFlow(Sampler):
         with torch.no_grad():
             jac = block.jacobian(x)
             s_next = torch.linalg.solve(jac.transpose(1, 2), (prev - grad_ld).unsqueeze(-1)).squeeze(-1)
-            self._flow_score = s_next
+            run.flow_score = s_next
             y = y.detach()
             res = y - x - block.h * (score(y, process.t_min) - s_next)
             return float(res.norm(dim=1).mean())
 
-    # -- the trained flow ----------------------------------------------------------------
-    def forward(self, x: Tensor) -> Tensor:
-        """Push points of the initial law through every trained block."""
-        with torch.no_grad():
-            for block in self.blocks:
-                x = block.forward(x, "none")[0]
-        return x
-
-    def inverse(self, y: Tensor, max_iterations: int = 1000) -> Tensor:
-        """Pull points back through the trained blocks, last to first (:meth:`FlowBlock.inverse`; Newton
-        steps when ``d <= exact_logdet_dim``)."""
-        with torch.no_grad():
-            for block in reversed(self.blocks):
-                y = block.inverse(y, max_iterations, newton=y.shape[1] <= self.exact_logdet_dim)
-        return y
-
-    def log_density(self, y: Tensor) -> Tensor:
-        r"""``log rho_N(y)`` of the flow's output law by change of variables:
-        ``log N(x_0; 0, std^2 I) - sum_k log det grad T_k(x_{k-1})`` with ``x_0 = T^{-1}(y)``
-        (exact log-determinants)."""
-        if not self.blocks:
-            raise ValueError("jko_flow: no trained blocks (run sample first)")
-        if not self._from_prior:
-            raise ValueError("jko_flow: the flow started from x_init, whose density is unknown")
-        with torch.no_grad():
-            x = self.inverse(y)
-            d = y.shape[1]
-            std = self._initial_std
-            logp = -0.5 * x.pow(2).sum(1) / std**2 - d * math.log(std) - 0.5 * d * math.log(2 * math.pi)
-            for block in self.blocks:
-                x, ld = block.forward(x, "exact")
-                logp = logp - ld  # type: ignore[operator]
-        return logp

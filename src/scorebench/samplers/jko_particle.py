@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from ..params import Boolean, Interval
-from .base import SAMPLERS, Sampler, SampleResult
+from .base import SAMPLERS, RunState, Sampler
 from .jko_exact_gaussian import HORIZON, step_scale
 
 if TYPE_CHECKING:
@@ -52,6 +53,18 @@ def smoothed_target_score(score: ScoreModel, process: ForwardProcess, b: float) 
     return lambda y: inv_r * score(inv_r * y, t_s)
 
 
+@dataclass
+class JKOParticleState(RunState):
+    """One ``jko_particle`` run: the factor from grid spacings to step sizes and the mean
+    first-order residual of every step taken (per chunk, in the order run)."""
+
+    scale: float = 1.0
+    residuals: list[float] = field(default_factory=list)
+
+    def info(self) -> dict[str, Any]:
+        return {"residuals": list(self.residuals)}
+
+
 @SAMPLERS.register("jko_particle")
 class JKOParticle(Sampler):
     r"""Particle JKO steps toward ``pi = p_{t_min}`` (Cheng, Lu, Tan, Xie 2024, docs/theory.md E.3).
@@ -64,12 +77,13 @@ class JKOParticle(Sampler):
 
     with ``s_KDE`` the score of a Gaussian kernel density estimate of the current ``{y_j}``
     (median-heuristic bandwidth).  The residual of the condition, averaged over particles, is
-    the per-step error ``eps`` of Cheng et al.'s analysis; :attr:`residuals` holds it per step
-    and ``SampleResult.info["residuals"]`` returns it.  ``h_k`` are the spacings of the time grid
-    rescaled to sum to ``horizon`` (as in ``jko_exact_gaussian``, the ground truth on Gaussian
-    targets; see :func:`~.jko_exact_gaussian.step_scale`).  ``O(n^2)`` per
-    iteration; particles interact through the KDE, so the result depends on the batch
-    (``batch_invariant`` is False) and the step is not affine.
+    the per-step error ``eps`` of Cheng et al.'s analysis; the run state
+    (:class:`JKOParticleState`) holds it per step and ``SampleResult.info["residuals"]`` returns
+    it.  ``h_k`` are the spacings of the time grid rescaled to sum to ``horizon`` (as in
+    ``jko_exact_gaussian``, the ground truth on Gaussian targets; see
+    :func:`~.jko_exact_gaussian.step_scale`).  ``O(n^2)`` per iteration; particles interact
+    through the KDE, so the result depends on the batch (``batch_invariant`` is False) and the
+    step is not affine.
     """
 
     noise_per_step = 0
@@ -84,8 +98,6 @@ class JKOParticle(Sampler):
         super().__init__()
         self.set_params_from(iterations=iterations, damping=damping, bandwidth=bandwidth, horizon=horizon,
                              debias=debias)
-        self._scale = 1.0
-        self.residuals: list[float] = []
 
     @property
     def affine(self) -> bool:
@@ -102,20 +114,15 @@ class JKOParticle(Sampler):
     def flow_time(self, process: ForwardProcess, grid: Tensor) -> float:
         return step_scale(grid, self.horizon) * float(grid[0] - grid[-1])
 
-    def begin(self, score: ScoreModel, process: ForwardProcess, grid: Tensor) -> None:
-        self.residuals = []
-        self._scale = step_scale(grid, self.horizon)
-
-    def sample(self, *args: Any, **kwargs: Any) -> SampleResult:
-        result = super().sample(*args, **kwargs)
-        result.info["residuals"] = list(self.residuals)
-        return result
+    def begin(self, score: ScoreModel, process: ForwardProcess, grid: Tensor) -> JKOParticleState:
+        return JKOParticleState(scale=step_scale(grid, self.horizon))
 
     def step(
         self, score: ScoreModel, process: ForwardProcess, x: Tensor, t: float, t_next: float,
-        noise: Tensor | None,
+        noise: Tensor | None, *, state: RunState | None = None,
     ) -> Tensor:
-        h = self._scale * (t - t_next)
+        run = self.state_of(state, JKOParticleState)
+        h = run.scale * (t - t_next)
         b = self.bandwidth if self.bandwidth is not None else median_bandwidth(x)
         pi_score = smoothed_target_score(score, process, b) if self.debias else (
             lambda y: score(y, process.t_min))
@@ -126,5 +133,5 @@ class JKOParticle(Sampler):
             target = x + h * (pi_score(y) - kde_score(y, b))
             y = (1.0 - omega) * y + omega * target
         residual = y - x - h * (pi_score(y) - kde_score(y, b))
-        self.residuals.append(float(residual.norm(dim=1).mean()))
+        run.residuals.append(float(residual.norm(dim=1).mean()))
         return y
