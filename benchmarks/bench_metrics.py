@@ -18,12 +18,13 @@ from ._common import (
 
 class Metrics:
     """One evaluation of each sample, moment and score metric (default parameters) on ``n``
-    points of a 5-mode Gaussian mixture in ``dim`` dimensions (``_common.metric_call``)."""
+    points of a 5-mode Gaussian mixture in ``dim`` dimensions, as a run evaluates it
+    (``metric.evaluate(ctx)``, ``_common.metric_call``)."""
 
     params = (DEVICES, TIMED_METRICS, DIMS, METRIC_SIZES)
     param_names = ("device", "metric", "dim", "n")
     timer = staticmethod(sync_timer)
-    version = "1"
+    version = "2"
     timeout = 600
 
     def setup(self, device: str, metric: str, dim: int, n: int) -> None:

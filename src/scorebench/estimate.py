@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from .device import resolve_device
-from .exact import GaussianLaw
+from .metrics import Metric, MetricContext
 from .processes import time_grid
 from .results import PROVENANCE_FILE
 from .suite import Suite, derive_seed
@@ -172,47 +172,50 @@ class _Calibration:
         return self.once(("sample", target, process, estimator, sampler, n), probe)
 
     def metric(self, name: str, metric: Any, target: str, process: str, estimator: str, n: int) -> float:
-        """Seconds of one evaluation of ``metric`` (named ``name``): a sample, moment, score or trajectory metric."""
+        """Seconds of one evaluation of ``metric`` (named ``name``), read off its declarations: a
+        single-valued metric is timed at ``min(n, PROBE_MAX)`` target draws and scaled to ``n``; a
+        time-resolved one (its own sample sizes per time) as it is, times the share of the run's
+        recorded steps when it :attr:`~scorebench.metrics.Metric.needs_trajectory`."""
+        uses_score = metric.needs_marginals or metric.needs_trajectory
+
         def probe() -> float:
             tgt = self.obj("targets", target)
+            proc = self.obj("processes", process)
             m = min(n, PROBE_MAX)
-            if metric.kind == "sample":
-                x = tgt.sample(m, self._gen, dtype=torch.float64)
-                y = tgt.sample(m, self._gen, dtype=torch.float64)
-                seconds = _timed(lambda: metric(x, y, self._gen), self.device)
-            elif metric.kind == "moment":
-                mean, cov = tgt.moments()
-                x = tgt.sample(m, self._gen, dtype=torch.float64)
-                seconds = _timed(lambda: metric(x, mean, cov), self.device)
-            elif metric.kind == "score":
-                score, _ = self.score(target, process, estimator)
-                proc = self.obj("processes", process)
-                return _timed(lambda: metric.compute(score, tgt, proc, min(n, 2000), self._gen), self.device)
-            else:  # trajectory: the score along a few recorded states
-                score, _ = self.score(target, process, estimator)
-                proc = self.obj("processes", process)
+            x = tgt.sample(m, self._gen, dtype=torch.float64)
+            y = tgt.sample(m, self._gen, dtype=torch.float64)
+            states: list[tuple[float, torch.Tensor]] = []
+            n_rec = 1
+            if metric.needs_trajectory:  # the score along a few recorded states
                 times = time_grid(proc, 4).tolist()[1:]
-                states = [(t, tgt.sample(min(m, metric.max_particles), self._gen, dtype=self.dtype)) for t in times]
+                keep = min(m, metric.record_particles() or m)
+                states = [(t, tgt.sample(keep, self._gen, dtype=self.dtype)) for t in times]
                 n_rec = len(metric.record_steps(8)) or 1
-                return _timed(lambda: metric.compute(score, tgt, proc, states), self.device) * n_rec / len(states)
+            ctx = MetricContext(x=x, y1=y, y2=y, target=tgt, process=proc,
+                                score=self.score(target, process, estimator)[0] if uses_score else None,
+                                states=tuple(states), generator=lambda: self._gen, n_samples=n)
+            seconds = _timed(lambda: metric.evaluate(ctx), self.device)
+            if metric.time_resolved:
+                return seconds * n_rec / len(states) if states else seconds
             power = 2 if name in QUADRATIC else 1
             return seconds * (n / m) ** power
 
-        key = ("metric", name, target, n) if metric.kind in ("sample", "moment") else ("metric", name, target,
-                                                                                       process, estimator, n)
+        key = ("metric", name, target, process, estimator, n) if uses_score else ("metric", name, target, n)
         return self.once(key, probe)
 
     def exact_metric(self, name: str, target: str, process: str, estimator: str, sampler: str) -> float:
-        """Seconds per step of an exact-law metric."""
+        """Seconds per step of a deterministic (exact-law) metric."""
         def probe() -> float:
             metric = self.suite.build_metric(name)
             score, _ = self.score(target, process, estimator)
             proc = self.obj("processes", process)
             smp = self.suite.build("samplers", sampler)
             tgt = self.obj("targets", target)
-            grid = time_grid(proc, 4)
-            init = GaussianLaw.of(tgt.marginal(proc, proc.T))
-            return _timed(lambda: metric.compute(smp, score, proc, grid, tgt, init=init), self.device) / 4
+            x = tgt.sample(2, self._gen, dtype=torch.float64)
+            ctx = MetricContext(x=x, y1=x, y2=x, target=tgt, process=proc, score=score, sampler=smp,
+                                grid=time_grid(proc, 4), start_law=tgt.marginal(proc, proc.T),
+                                generator=lambda: self._gen, n_samples=2)
+            return _timed(lambda: metric.evaluate(ctx), self.device) / 4
 
         return self.once(("exact", name, target, process, estimator, sampler), probe)
 
@@ -242,15 +245,15 @@ def estimate(suite: Suite, device: str | None = None, root: Path = Path("results
                 seconds["fits"] += cal.score(cell.target, cell.process, cell.estimator)[1]
         for name in cell.metrics:
             metric = metrics[name]
-            if metric.kind == "exact":
+            if metric.deterministic:  # once per cell, its cost grows with the steps
                 seconds["metrics"] += cell.steps * cal.exact_metric(name, cell.target, cell.process, cell.estimator,
                                                                     cell.sampler)
                 continue
             one = cal.metric(name, metric, cell.target, cell.process, cell.estimator, cell.n_samples)
             seconds["metrics"] += len(seeds) * one
-            if metric.kind in ("sample", "moment"):
-                if len(seeds) == 1:
-                    seconds["metrics"] += BOOTSTRAP * one
+            if metric.bootstrappable and len(seeds) == 1:
+                seconds["metrics"] += BOOTSTRAP * one
+            if type(metric).floor is not Metric.floor:  # the metric has a noise floor
                 for seed in seeds:
                     floor_key = (cell.target, cell.n_samples, seed, name)
                     if floor_key not in floors_seen:

@@ -56,9 +56,13 @@ class GaussianLaw:
 
     @classmethod
     def of(cls, target: Target) -> GaussianLaw:
-        """The law of a one-component Gaussian target (or of its marginal)."""
-        mean, cov = target.as_gaussian()  # type: ignore[attr-defined]
-        return cls(mean.to(_F64), cov.to(_F64))
+        """The law of a Gaussian target (or of its marginal), read from the target contract's
+        :meth:`~scorebench.targets.base.Target.gaussian_law`; ``ValueError`` naming the target
+        when it is not Gaussian."""
+        law = target.gaussian_law()
+        if law is None:
+            raise ValueError(f"{target!r} is not Gaussian (its gaussian_law() is None)")
+        return cls(law.mean.to(_F64), law.cov.to(_F64))
 
     @classmethod
     def isotropic(cls, dim: int, std: float, mean: float = 0.0) -> GaussianLaw:

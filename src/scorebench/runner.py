@@ -23,8 +23,11 @@
   finished cells that have rows with that status.
 * **Confidence intervals.** Each (cell, metric) gets a Student-t 95% interval of the mean
   over its seeds; a cell with a single seed gets a percentile bootstrap interval over its
-  particles (sample and moment metrics); exact-law metrics have no sampling noise and a
-  zero-width interval.
+  particles (metrics that declare ``bootstrappable``: sample and moment metrics); metrics that
+  declare ``deterministic`` (exact-law metrics) have no sampling noise and a zero-width interval.
+* **Metrics.** Each cell x seed builds one :class:`~scorebench.metrics.MetricContext`; every metric
+  evaluates on it and is treated by what it declares (:mod:`scorebench.metrics.base`), never by its
+  kind or name.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +48,7 @@ from tqdm import tqdm
 
 from .device import resolve_device
 from .estimators.training import FitDiverged
-from .exact import GaussianLaw
-from .metrics import METRICS, NonConvergenceWarning
+from .metrics import METRICS, Metric, MetricContext, NonConvergenceWarning
 from .plugins import describe_plugin
 from .processes import time_grid
 from .results import (
@@ -250,7 +252,8 @@ class Runner:
         self._fits = _LRU(16)
         self._refs = _LRU(8)
         self._floors: dict[tuple, float] = {}
-        self._exact: dict[tuple, float] = {}
+        #: (cell id, metric) -> the rows of a deterministic metric, computed once per cell
+        self._exact: dict[tuple, list[tuple[float, float]]] = {}
         self._mem = PeakMemory(self.device)
         #: "section.label" -> where a component from outside scorebench came from
         self.plugins: dict[str, dict[str, Any]] = self._plugins()
@@ -395,7 +398,7 @@ class Runner:
         process = self._obj("processes", cell.process)
         sampler = self._obj("samplers", cell.sampler)  # holds no run state: one instance serves every seed
         metrics = {m: self.suite.build_metric(m) for m in cell.metrics}
-        traj = [m for m in metrics.values() if m.kind == "trajectory"]
+        traj = [m for m in metrics.values() if m.needs_trajectory]
         states: list[tuple[float, torch.Tensor]] = []
         try:
             try:
@@ -410,7 +413,7 @@ class Runner:
             score.reset_counts()
             grid = time_grid(process, cell.steps, cell.time_grid)
             record = set().union(*(m.record_steps(cell.steps) for m in traj)) if traj else set()
-            keep = max((m.max_particles for m in traj), default=0)
+            keep = max((m.record_particles() for m in traj), default=0)
 
             def callback(step: int, t: float, x: torch.Tensor, start: int) -> None:
                 if step in record and start == 0:
@@ -450,13 +453,18 @@ class Runner:
             return self._failed_rows(cell, seed, base, "diverged",
                                      f"output exploded: max |x| = {float(x.abs().max()):.3g} > {bound:.3g}")
 
+        ctx = MetricContext(
+            x=x, y1=y1, y2=y2, target=self._obj("targets", cell.target), process=process, score=score,
+            sampler=sampler, grid=grid, states=tuple(states),
+            start_law=self._start_law(cell, sampler, process) if cell.init == "exact" else None,
+            n_samples=cell.n_samples, seed=seed,
+        )
         rows = []
         for name, metric in metrics.items():
             try:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", NonConvergenceWarning)
-                    metric_rows = self._metric_rows(cell, seed, base, name, metric, x, y1, y2, score, sampler,
-                                                    grid, states, summary)
+                    metric_rows = self._metric_rows(cell, seed, base, name, metric, ctx, summary)
                 # an approximate value is kept, flagged in its message (bootstraps and floors repeat warnings)
                 flags = list(dict.fromkeys(str(w.message) for w in caught
                                            if issubclass(w.category, NonConvergenceWarning)))
@@ -476,46 +484,35 @@ class Runner:
                                  "message": f"metric {name!r} failed: {type(exc).__name__}: {exc}"})
         return rows
 
-    def _metric_rows(self, cell: Cell, seed: int, base: dict, name: str, metric: Any, x: torch.Tensor,
-                     y1: torch.Tensor, y2: torch.Tensor, score: Any, sampler: Any, grid: torch.Tensor,
-                     states: list, summary: RunSummary) -> list[dict[str, Any]]:
-        target, process = self._obj("targets", cell.target), self._obj("processes", cell.process)
-        mgen = lambda: self._generator("metric", name, self.suite.metrics[name],  # noqa: E731
-                                       self._spec(cell, "targets"), cell.n_samples, seed)
+    def _metric_rows(self, cell: Cell, seed: int, base: dict, name: str, metric: Metric, ctx: MetricContext,
+                     summary: RunSummary) -> list[dict[str, Any]]:
+        """The rows of metric ``name`` for one cell x seed, read off its declarations: its value
+        (once per cell for a deterministic metric), its noise floor (cached per target, sample size,
+        seed and metric; its seconds go to ``floor_s``, not ``metric_s``) and, for a bootstrappable
+        metric of a single-seed cell, a percentile bootstrap interval."""
+        ctx = replace(ctx, generator=lambda: self._generator("metric", name, self.suite.metrics[name],
+                                                             self._spec(cell, "targets"), cell.n_samples, seed))
         floor_s_before = summary.floor_s
         t0 = time.perf_counter()
-        floor = math.nan
         interval = (math.nan, math.nan)
-        single_seed = len(self.suite.seeds_of(cell)) == 1
-        if metric.kind == "sample":
-            y1d = y1.to(x.device)
-            value = metric(x.double(), y1d, mgen())
-            floor = self._floor(cell, seed, name, lambda: metric(y2.to(x.device), y1d, mgen()), summary)
-            values = [(math.nan, value)]
-            if single_seed:
-                interval = self._bootstrap(lambda xb: metric(xb, y1d, mgen()), x.double(), seed, name)
-        elif metric.kind == "moment":
-            mean, cov = target.moments()
-            values = [(math.nan, metric(x, mean, cov))]
-            floor = self._floor(cell, seed, name, lambda: metric(y2, mean, cov), summary)
-            if single_seed:
-                interval = self._bootstrap(lambda xb: metric(xb, mean, cov), x.double(), seed, name)
-        elif metric.kind == "score":
-            values = metric.compute(score, target, process, min(cell.n_samples, 2000), mgen())
-        elif metric.kind == "trajectory":
-            values = metric.compute(score, target, process, states)
-        else:  # exact: deterministic, the same for every seed of the cell
+        if metric.deterministic:  # the same for every seed of the cell
             key = (cell.cell_id, name)
             if key not in self._exact:
-                init = GaussianLaw.of(self._start_law(cell, sampler, process)) if cell.init == "exact" else None
-                self._exact[key] = metric.compute(sampler, score, process, grid, target, init=init)
-            values = [(math.nan, self._exact[key])]
-            floor = 0.0
-            interval = (values[0][1], values[0][1])  # no sampling noise: the interval is the value
+                self._exact[key] = metric.checked_rows(ctx)
+            values = self._exact[key]
+            floor = metric.checked_floor(ctx)
+        else:
+            values = metric.checked_rows(ctx)
+            floor = self._floor(cell, seed, name, lambda: metric.checked_floor(ctx), summary)
+            if metric.bootstrappable and len(self.suite.seeds_of(cell)) == 1:
+                interval = self._bootstrap(lambda xb: metric.checked_rows(replace(ctx, x=xb))[0][1], ctx.x.double(),
+                                           seed, name)
         elapsed = time.perf_counter() - t0 - (summary.floor_s - floor_s_before)
         summary.metric_s += elapsed
+        # a deterministic value has no sampling noise: its interval is the value
         return [{**base, "metric": name, "t": t, "value": v, "floor": floor, "metric_s": elapsed,
-                 "ci_low": interval[0], "ci_high": interval[1], "exact": metric.kind == "exact"}
+                 **({"ci_low": v, "ci_high": v} if metric.deterministic else
+                    {"ci_low": interval[0], "ci_high": interval[1]}), "exact": metric.deterministic}
                 for t, v in values]
 
     def _bootstrap(self, compute: Callable[[torch.Tensor], float], x: torch.Tensor, seed: int,

@@ -91,7 +91,6 @@ from .registry import Registry
 from .samplers import SAMPLERS
 from .schema import CELL_COLUMNS
 from .targets import TARGETS, exact_score_targets
-from .targets.mixture import GaussianMixture
 from .validation import (
     INT64_MAX,
     INT64_MIN,
@@ -152,8 +151,6 @@ INT_ANNOTATIONS = ("int", "int | None", "None | int", "Optional[int]")
 FLOAT_ANNOTATIONS = ("float", "float | None", "None | float", "Optional[float]")
 #: (dim, n_components) of the gmm presets
 GMM_PRESET_SHAPES = {"ring8": (2, 8), "gmm40": (2, 40), "random": (10, 5)}
-#: metric kinds that take the target's (dim, dim) covariance
-COVARIANCE_KINDS = ("moment", "exact")
 
 
 class SuiteError(ValueError):
@@ -693,6 +690,10 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
         if not isinstance(params, dict):
             raise ctx.fail(key, f"expected a table of parameters, got {type(params).__name__}")
         built_metrics[mname] = _build(ctx, key, METRICS, mname, mname, params)
+        try:
+            built_metrics[mname].check_declarations()
+        except ValueError as exc:
+            raise ctx.fail(key, str(exc)) from None
         metrics[mname] = dict(params)
 
     grids_raw = data["grid"]
@@ -785,7 +786,7 @@ def _check_grid_memory(
     be allocated on this machine, before anything is drawn."""
     steps = max(grid["steps"])
     n = max(grid["n_samples"])
-    cov = [m for m in grid["metrics"] if metrics[m].kind in COVARIANCE_KINDS]
+    cov = [m for m in grid["metrics"] if metrics[m].needs_covariance]
     learned = max(((n_train[e], e) for e in grid["estimators"] if e in n_train), default=(0, ""))
     for tl in grid["targets"]:
         shape = shapes.get(tl)
@@ -835,23 +836,23 @@ def _check_compatibility(
                 raise ctx.fail(f"{where}: estimators.{el} x targets.{tl}", exact_target_message(est.name, target.name))
         for mname in grid["metrics"]:
             metric = metrics[mname]
-            if metric.kind in ("score", "trajectory", "exact") and not target.has_marginals:
+            if metric.needs_marginals and not target.has_marginals:
                 raise ctx.fail(
                     f"{where}: metrics.{mname} x targets.{tl}",
                     f"metric {mname!r} needs the exact score, which target {target.name!r} does not have; "
                     f"targets with exact scores: {', '.join(exact_score_targets())}",
                 )
-            if metric.kind == "moment":
+            if metric.needs_moments:
                 try:
                     target.moments()
                 except NotImplementedError as exc:
                     raise ctx.fail(f"{where}: metrics.{mname} x targets.{tl}", str(exc)) from None
-            if metric.kind == "exact":
-                if not (isinstance(target, GaussianMixture) and target.n_components == 1):
-                    raise ctx.fail(
-                        f"{where}: metrics.{mname} x targets.{tl}",
-                        f"exact-law metric {mname!r} needs a Gaussian target (gaussian, gaussian_unknown_mean)",
-                    )
+            if metric.needs_gaussian_target and target.gaussian_law() is None:
+                raise ctx.fail(
+                    f"{where}: metrics.{mname} x targets.{tl}",
+                    f"exact-law metric {mname!r} needs a Gaussian target (gaussian, gaussian_unknown_mean)",
+                )
+            if metric.needs_affine_sampler:
                 for sl in grid["samplers"]:
                     if not built["samplers"][sl].affine:
                         raise ctx.fail(
@@ -859,6 +860,7 @@ def _check_compatibility(
                             f"exact-law metric {mname!r} needs an affine sampler; samplers.{sl} is not "
                             "(pc needs a fixed step_size)",
                         )
+            if metric.needs_affine_score:
                 for el in grid["estimators"]:
                     if not built["estimators"][el].preserves_affinity:
                         raise ctx.fail(

@@ -6,12 +6,15 @@ from .base import (
     METRICS,
     ExactMetric,
     Metric,
+    MetricContractError,
     MetricInputError,
     MomentMetric,
     NonConvergenceWarning,
     SampleMetric,
     ScoreMetric,
+    TrajectoryMetric,
 )
+from .context import MetricContext
 from .exact_law import ExactKL, ExactW2
 from .kernel import MMD, EnergyDistance
 from .moments import BuresW2, CovError, MeanError, empirical_moments
@@ -32,6 +35,8 @@ __all__ = [
     "ExactW2",
     "MeanError",
     "Metric",
+    "MetricContext",
+    "MetricContractError",
     "MetricInputError",
     "MomentMetric",
     "NonConvergenceWarning",
@@ -40,6 +45,7 @@ __all__ = [
     "ScoreMetric",
     "SinkhornDivergence",
     "SlicedW2",
+    "TrajectoryMetric",
     "TrajectoryScoreMSE",
     "empirical_moments",
 ]

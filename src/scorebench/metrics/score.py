@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..estimators.oracle import exact_score
 from ..params import Interval
-from .base import METRICS, Metric, ScoreMetric
+from .base import METRICS, ScoreMetric, TrajectoryMetric
 
 if TYPE_CHECKING:
     from ..estimators.base import ScoreModel
@@ -53,12 +53,10 @@ class ScoreMSE(ScoreMetric):
 
 
 @METRICS.register("score_mse_traj")
-class TrajectoryScoreMSE(Metric):
+class TrajectoryScoreMSE(TrajectoryMetric):
     r"""``mean_i ||s_hat(x_i, t) - grad log p_t(x_i)||^2`` along the sampler's own trajectory,
     at ``n_times`` steps evenly spaced over the run (at most ``max_particles`` particles):
     the score error where the sampler actually goes, not where the data are."""
-
-    kind = "trajectory"
 
     param_constraints: ClassVar[dict] = {"n_times": Interval(int, 1, None), "max_particles": Interval(int, 1, None)}
 
@@ -68,6 +66,10 @@ class TrajectoryScoreMSE(Metric):
     def record_steps(self, steps: int) -> set[int]:
         """Step indices (1-based) at which to record the particles."""
         return {max(1, round(steps * (k + 1) / self.n_times)) for k in range(self.n_times)}
+
+    def record_particles(self) -> int:
+        """The first ``max_particles`` particles."""
+        return self.max_particles
 
     def compute(
         self, score: ScoreModel, target: Target, process: ForwardProcess, states: list[tuple[float, Tensor]]

@@ -5,6 +5,12 @@ its log-density where known and, for Gaussian and Gaussian-mixture targets, the 
 of every diffused marginal ``p_t`` (:meth:`Target.marginal`), from which the exact score
 ``grad log p_t`` follows.  Targets without closed-form marginals only offer samples; only
 learned estimators run on them.
+
+What a target provides is declared, never inferred from its class: :attr:`Target.has_marginals`
+(closed-form marginals, hence exact scores), :attr:`Target.has_log_prob`, :meth:`Target.moments`
+(raises ``NotImplementedError`` where unknown) and :meth:`Target.gaussian_law` (the exact law when
+the target is one Gaussian, else ``None``).  Suite validation, the runner and the exact-law
+computations read only these.
 """
 
 from __future__ import annotations
@@ -20,8 +26,8 @@ from ..registry import Registry
 from ..validation import is_int_at_least
 
 if TYPE_CHECKING:
+    from ..exact import GaussianLaw
     from ..processes import ForwardProcess, Time
-    from .mixture import GaussianMixture
 
 TARGETS: Registry[Target] = Registry("target", "scorebench.targets")
 
@@ -79,8 +85,19 @@ class Target(Parameterised, ABC):
         """Exact ``(mean, covariance)`` in float64, where they exist and are known."""
         raise NotImplementedError(f"target {self.name!r} has no known finite mean and covariance")
 
-    def marginal(self, process: ForwardProcess, t: Time) -> GaussianMixture:
-        """The exact law of ``X_t = alpha_t X_0 + sigma_t Z`` (only for Gaussian/GMM targets)."""
+    def gaussian_law(self) -> GaussianLaw | None:
+        """The target's exact law ``N(mean, cov)`` (float64) when it is a single Gaussian, else
+        ``None`` (the default: a target is not known to be Gaussian unless it says so).
+
+        Exact-law metrics need it, of the target and of its marginals (:meth:`marginal`), and
+        suite validation refuses them on a target whose ``gaussian_law()`` is ``None``.
+        """
+        return None
+
+    def marginal(self, process: ForwardProcess, t: Time) -> Target:
+        """The exact law of ``X_t = alpha_t X_0 + sigma_t Z`` as a target (only where
+        :attr:`has_marginals`: Gaussian and Gaussian-mixture targets); it samples, has an exact
+        score and, for a Gaussian target, a :meth:`gaussian_law`."""
         raise NotImplementedError(
             f"target {self.name!r} has no closed-form diffused marginals; "
             "use a learned score estimator with it (oracle scores need gaussian, "

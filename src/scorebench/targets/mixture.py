@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 from torch import Tensor
 
+from ..exact import GaussianLaw
 from .base import Target, check_count, check_points
 
 if TYPE_CHECKING:
@@ -319,6 +320,10 @@ class GaussianMixture(Target):
         if self.n_components != 1:
             raise ValueError(f"a {self.n_components}-component mixture is not Gaussian")
         return self.mean(), self.covariance()
+
+    def gaussian_law(self) -> GaussianLaw | None:
+        """``N(mean, covariance)`` (float64) for a one-component mixture, ``None`` otherwise."""
+        return GaussianLaw(*self.as_gaussian()) if self.n_components == 1 else None
 
     def describe(self) -> dict[str, Any]:
         return {
