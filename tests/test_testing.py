@@ -436,7 +436,7 @@ def test_a_correct_custom_metric_passes_every_check() -> None:
     (NaNHidingScoreMSE(), {}, ["nan_score"], "a NaN score gave the finite values"),
     (FirstParticleTrajectoryMSE(), {}, ["permutation_invariance"], "permuting the particles changed the values"),
     (DataReferenceW2(reference="t_min"), {}, ["zero_when_laws_agree"], "a chain that stays at the reference law"),
-])
+], ids=lambda v: type(v).__name__ if isinstance(v, Metric) else None)
 def test_a_wrong_metric_fails_the_check_that_names_its_mistake(
     metric: Metric, options: dict, checks: list[str], message: str
 ) -> None:
@@ -465,6 +465,8 @@ def test_an_unbiased_estimator_is_held_to_nonnegativity_unless_declared() -> Non
 def test_not_a_metric() -> None:
     report = check_metric(object(), raise_on_failure=False)  # type: ignore[arg-type]
     assert report.results == [("interface", False, "AssertionError: expected a scorebench Metric, got object")]
+    with pytest.raises(ValueError, match="check_metric: symmetric must be true, false or None, got 'yes'"):
+        check_metric(MeanGap(), symmetric="yes")  # type: ignore[arg-type]
 
 
 # -- checks one at a time, and the pytest helper -------------------------------------------------
