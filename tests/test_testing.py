@@ -1,61 +1,48 @@
-"""The sampler conformance kit, the check-sampler command and the plugin path."""
+"""The conformance kits (samplers, estimators, metrics), the check-sampler command and the plugin path."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import subprocess
 import sys
+import unittest
 from pathlib import Path
 
 import pytest
+import torch
 
 import scorebench as sb
 from scorebench.cli import main
+from scorebench.estimators import Estimator, LearnedScore, TrainingRecord
+from scorebench.estimators.base import default_generator
+from scorebench.estimators.training import process_scales, training_samples
+from scorebench.exact import GaussianLaw, exact_output_law, gaussian_w2
+from scorebench.metrics import ExactW2, Metric, MomentMetric, SampleMetric, ScoreMSE, TrajectoryScoreMSE
+from scorebench.metrics.moments import empirical_moments
 from scorebench.results import read_results
-from scorebench.testing import SamplerCheckError, check_sampler
+from scorebench.testing import (
+    CheckReport,
+    CheckSkipped,
+    EstimatorCheckError,
+    MetricCheckError,
+    SamplerCheckError,
+    check_estimator,
+    check_metric,
+    check_sampler,
+    estimator_checks,
+    metric_checks,
+    parametrize_with_checks,
+    sampler_checks,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "tests" / "plugins" / "example"
 
-BUILT_IN = [
-    ("euler_maruyama", {}), ("exponential_integrator", {}), ("pf_ode", {"method": "euler"}), ("pf_ode", {}),
-    ("ddpm", {}), ("ddpm", {"variance": "posterior"}), ("pc", {}), ("pc", {"step_size": 1e-3}),
-    ("pc_finite_horizon", {}), ("pc_finite_horizon", {"predictor": "ode_heun", "corrector_step_size": 1e-3}),
-    ("jko_exact_gaussian", {}),
-]
-COSTLY = [
-    ("jko_particle", {"iterations": 30}, {"steps": 20, "n": 500, "ladder": (5, 10, 20)}),
-    ("jko_flow", {"iterations": 40, "n_train": 1000, "batch_size": 500, "width": 16},
-     {"steps": 5, "n": 1000, "ladder": (2, 4, 8)}),
-]
 CHECKS = 9
-
-
-def test_the_kit_covers_every_built_in_sampler() -> None:
-    from scorebench.samplers import SAMPLERS
-
-    built_in = {n for n in SAMPLERS.names() if SAMPLERS.factory(n).__module__.startswith("scorebench.")}
-    assert built_in == {n for n, _ in BUILT_IN} | {n for n, _, _ in COSTLY}
-
-
-@pytest.mark.parametrize(("name", "params"), BUILT_IN)
-def test_every_built_in_sampler_passes(name: str, params: dict) -> None:
-    report = check_sampler(sb.get_sampler(name, **params))
-    assert report.passed and len(report.results) == CHECKS
-    assert [c.process for c in report.convergence] == ["vp", "ou", "ve", "subvp"]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(("name", "params", "size"), COSTLY)
-def test_the_trained_and_particle_jko_samplers_pass(name: str, params: dict, size: dict) -> None:
-    """Gradient-flow samplers run a horizon-10 flow toward p_{t_min}; from VE's prior (std 50)
-    that horizon is too short to arrive, so VE is left out.  Their steps are costly (a trained
-    block, an O(n^2) kernel), so the non-affine Gaussian check runs with fewer steps and
-    particles; jko_particle's KDE bias is removed by smoothing the target alike (``debias``)."""
-    report = check_sampler(sb.get_sampler(name, **params), ("vp", "ou", "subvp"), **size)
-    assert report.passed and len(report.results) == CHECKS
-    assert "against the Langevin flow toward p_t_min at time 10" in str(report)
+ESTIMATOR_CHECKS = ["interface", "fit_returns_score_model", "score_shapes_and_dtypes", "device", "determinism",
+                    "training_record", "needs_exact_target", "refuses_bad_data", "quality_floor"]
 
 
 def test_a_broken_sampler_fails_with_messages_that_say_what_is_wrong() -> None:
@@ -237,3 +224,286 @@ def test_judge_fails_what_it_must_and_passes_what_it_must() -> None:
 def test_check_sampler_rejects_a_bad_ladder() -> None:
     with pytest.raises(ValueError, match="ladder must be at least two increasing step counts"):
         check_sampler(sb.get_sampler("ddpm"), ladder=(100, 50))
+
+
+# -- the estimator kit ---------------------------------------------------------------------------
+
+
+class GaussianFit(Estimator):
+    """Fits a Gaussian to its training samples: its score ``-Sigma_t^{-1} (x - alpha_t m)`` with
+    ``Sigma_t = alpha_t^2 C + sigma_t^2 I`` is the exact score of the fitted law diffused (a small,
+    correct learned estimator; the subclasses below each break one thing)."""
+
+    n_train = 2000
+
+    def describe(self) -> dict:
+        return {"name": self.name, "n_train": self.n_train}
+
+    def samples(self, data: sb.Target | torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        x0 = training_samples(data, self.n_train, generator)
+        if not bool(torch.isfinite(x0).all()):
+            raise ValueError(f"{self.name}: the training data contain non-finite values")
+        return x0
+
+    def fit(self, data: sb.Target | torch.Tensor, process: sb.ForwardProcess,
+            generator: torch.Generator | None = None) -> LearnedScore:
+        x0 = self.samples(data, default_generator(generator))
+        m, c = empirical_moments(x0)
+        lam, vec = torch.linalg.eigh(c)
+        record = TrainingRecord(self.record_name())
+        record.log(0, float(lam.sum()))
+        record.iterations = record.stopped_at = 1
+
+        def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            alpha, sigma = process_scales(process, self.time(t))
+            centred = (x - alpha[:, None] * m.to(x)) @ vec.to(x)
+            return -(centred / (alpha[:, None] ** 2 * lam.to(x) + sigma[:, None] ** 2)) @ vec.to(x).T
+
+        return LearnedScore(x0.shape[1], process, fn, record, dtype=torch.float64)
+
+    def time(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def record_name(self) -> str:
+        return self.name
+
+
+class Unseeded(GaussianFit):
+    def samples(self, data: sb.Target | torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        x0 = super().samples(data, generator)
+        return x0 + 0.01 * torch.randn(x0.shape, dtype=x0.dtype)  # the global generator, not the given one
+
+
+class IgnoresGenerator(GaussianFit):
+    def samples(self, data: sb.Target | torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return super().samples(data, torch.Generator().manual_seed(123))
+
+
+class WrongSign(GaussianFit):
+    def fit(self, data: sb.Target | torch.Tensor, process: sb.ForwardProcess,
+            generator: torch.Generator | None = None) -> LearnedScore:
+        model = super().fit(data, process, generator)
+        fn = model.fn
+        model.fn = lambda x, t: -fn(x, t)
+        return model
+
+
+class IgnoresTime(GaussianFit):
+    def time(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(t, 1e-3)  # the score of the data law at every time
+
+
+class AcceptsNaN(GaussianFit):
+    def samples(self, data: sb.Target | torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return training_samples(data, self.n_train, generator)
+
+
+class MisnamedRecord(GaussianFit):
+    def record_name(self) -> str:
+        return "gaussian_fit"
+
+
+class Float32Score(GaussianFit):
+    def fit(self, data: sb.Target | torch.Tensor, process: sb.ForwardProcess,
+            generator: torch.Generator | None = None) -> LearnedScore:
+        model = super().fit(data, process, generator)
+        model.score = lambda x, t: model.fn(x.double(), torch.as_tensor(t, dtype=torch.float64).expand(
+            x.shape[0])).float()  # not cast back to the points' dtype
+        return model
+
+
+class DeclaresExactButFitsSamples(GaussianFit):
+    needs_exact_target = True
+
+
+def failed(report: CheckReport) -> list[str]:
+    return [name for name, ok, _ in report.results if not ok]
+
+
+def test_a_correct_learned_estimator_passes_every_check() -> None:
+    report = check_estimator(GaussianFit())
+    assert [name for name, _, _ in report.results] == ESTIMATOR_CHECKS
+    assert "fits training samples" in str(report)
+
+
+@pytest.mark.parametrize(("cls", "check", "message"), [
+    (Unseeded, "determinism", "two fits with the same seed differ"),
+    (IgnoresGenerator, "determinism", "fits with different seeds are identical"),
+    (WrongSign, "quality_floor", "relative to the zero score's is not below 1 at t=0.2"),
+    (IgnoresTime, "quality_floor", "relative to the zero score's is not below 1 at"),
+    (AcceptsNaN, "refuses_bad_data", "training samples with NaN entries were accepted"),
+    (MisnamedRecord, "training_record", "the record names the estimator 'gaussian_fit', it is registered as"),
+    (Float32Score, "score_shapes_and_dtypes", "score dtype torch.float32, the points are torch.float64"),
+    (DeclaresExactButFitsSamples, "needs_exact_target", "declares needs_exact_target = True but fitted"),
+])
+def test_a_wrong_estimator_fails_the_check_that_names_its_mistake(cls: type, check: str, message: str) -> None:
+    report = check_estimator(cls(), raise_on_failure=False)
+    assert failed(report) == [check], str(report)
+    assert message in str(report)
+    with pytest.raises(EstimatorCheckError, match=f"FAIL {check}"):
+        check_estimator(cls())
+
+
+def test_not_an_estimator() -> None:
+    report = check_estimator(object(), raise_on_failure=False)  # type: ignore[arg-type]
+    assert report.results == [("interface", False, "AssertionError: expected a scorebench Estimator, got object")]
+
+
+def test_a_learned_estimator_that_says_it_is_not_is_held_to_less() -> None:
+    """``learned=False`` drops the different-seed and record requirements, which an estimator
+    ignoring its generator then passes; the default holds it to them."""
+    assert check_estimator(IgnoresGenerator(), learned=False).passed
+    with pytest.raises(ValueError, match="check_estimator: target must be a Target with closed-form marginals"):
+        check_estimator(GaussianFit(), target=sb.get_target("funnel"))
+
+
+# -- the metric kit ------------------------------------------------------------------------------
+
+
+class MeanGap(SampleMetric):
+    """``||mean(x) - mean(y)||``: a symmetric, permutation-invariant (pseudo-)distance."""
+
+    def compute(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> float:
+        return float((x.double().mean(0) - y.double().mean(0)).norm())
+
+
+class RowPaired(SampleMetric):
+    """``mean_i ||x_i - y_i||``: depends on the order of the rows."""
+
+    def compute(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> float:
+        return float((x.double() - y.double()).norm(dim=1).mean())
+
+
+class NegativeGap(MeanGap):
+    def compute(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> float:
+        return -super().compute(x, y, generator)
+
+
+class SkipsInputChecks(MeanGap):
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> float:
+        return self.compute(x, y, torch.Generator())
+
+
+class GlobalJitter(MeanGap):
+    """Adds a jitter of size 1e-9 drawn from the global generator (not the one it is given)."""
+
+    def compute(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> float:
+        return super().compute(x, y, generator) + 1e-9 * float(torch.rand(()))
+
+
+class FirstPointMean(MomentMetric):
+    """``||x_0 - mean||``: reads one row."""
+
+    def compute(self, x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> float:
+        return float((x[0] - mean).norm())
+
+
+class NaNHidingScoreMSE(ScoreMSE):
+    def compute(self, score: sb.ScoreModel, target: sb.Target, process: sb.ForwardProcess, n: int,
+                generator: torch.Generator) -> list[tuple[float, float]]:
+        return [(t, 0.0 if math.isnan(v) else v) for t, v in super().compute(score, target, process, n, generator)]
+
+
+class FirstParticleTrajectoryMSE(TrajectoryScoreMSE):
+    def compute(self, score: sb.ScoreModel, target: sb.Target, process: sb.ForwardProcess,
+                states: list[tuple[float, torch.Tensor]]) -> list[tuple[float, float]]:
+        return super().compute(score, target, process, [(t, x[:2]) for t, x in states])
+
+
+class DataReferenceW2(ExactW2):
+    """Says it measures to ``p_{t_min}`` (``reference_law``) but measures to the data law."""
+
+    def compute(self, sampler: sb.Sampler, score: sb.ScoreModel, process: sb.ForwardProcess, grid: torch.Tensor,
+                target: sb.Target, init: GaussianLaw | None = None) -> float:
+        law = exact_output_law(sampler, score, process, grid, init=init)
+        return gaussian_w2(law, GaussianLaw.of(target))
+
+
+def test_a_correct_custom_metric_passes_every_check() -> None:
+    report = check_metric(MeanGap(), symmetric=True)
+    assert [name for name, ok, _ in report.results if ok] == [
+        "interface", "finite_and_nonnegative", "zero_on_identical", "same_law_floor", "symmetry",
+        "permutation_invariance", "float32_inputs", "determinism", "input_checks"]
+    assert "skipped" not in str(report)
+
+
+@pytest.mark.parametrize(("metric", "options", "checks", "message"), [
+    (RowPaired(), {"symmetric": True}, ["permutation_invariance"], "permuting the rows changed the value"),
+    (NegativeGap(), {}, ["finite_and_nonnegative", "same_law_floor"], "negative distances: {'same law': -"),
+    (SkipsInputChecks(), {}, ["input_checks"], "x with a NaN entry: accepted, returned nan"),
+    (GlobalJitter(), {}, ["determinism"], "the same generator seed gave"),
+    (FirstPointMean(), {}, ["zero_on_identical", "permutation_invariance"], "permuting the rows"),
+    (NaNHidingScoreMSE(), {}, ["nan_score"], "a NaN score gave the finite values"),
+    (FirstParticleTrajectoryMSE(), {}, ["permutation_invariance"], "permuting the particles changed the values"),
+    (DataReferenceW2(reference="t_min"), {}, ["zero_when_laws_agree"], "a chain that stays at the reference law"),
+], ids=lambda v: type(v).__name__ if isinstance(v, Metric) else None)
+def test_a_wrong_metric_fails_the_check_that_names_its_mistake(
+    metric: Metric, options: dict, checks: list[str], message: str
+) -> None:
+    report = check_metric(metric, raise_on_failure=False, **options)
+    assert failed(report) == checks, str(report)
+    assert message in str(report)
+    with pytest.raises(MetricCheckError, match=f"FAIL {checks[0]}"):
+        check_metric(metric, **options)
+
+
+def test_a_symmetry_claim_is_checked_only_where_made() -> None:
+    """``sinkhorn`` scales its entropic blur by the spread of ``y``, so it is not symmetric: it
+    fails the check when the claim is made, and skips it otherwise."""
+    assert check_metric(sb.get_metric("sinkhorn"), symmetric=True, raise_on_failure=False).failures[0].startswith(
+        "symmetry: AssertionError: metric(x, y) = ")
+    assert "ok   symmetry: skipped: the metric does not claim symmetry" in str(check_metric(sb.get_metric("sinkhorn")))
+
+
+def test_an_unbiased_estimator_is_held_to_nonnegativity_unless_declared() -> None:
+    """The unbiased MMD dips below zero between two samples of one law; claimed biased, it fails."""
+    report = check_metric(sb.get_metric("mmd", bandwidth=1.0), raise_on_failure=False)
+    assert failed(report) == ["finite_and_nonnegative", "zero_on_identical"]
+    assert check_metric(sb.get_metric("mmd", bandwidth=1.0), unbiased=True).passed
+
+
+def test_not_a_metric() -> None:
+    report = check_metric(object(), raise_on_failure=False)  # type: ignore[arg-type]
+    assert report.results == [("interface", False, "AssertionError: expected a scorebench Metric, got object")]
+    with pytest.raises(ValueError, match="check_metric: symmetric must be true, false or None, got 'yes'"):
+        check_metric(MeanGap(), symmetric="yes")  # type: ignore[arg-type]
+
+
+# -- checks one at a time, and the pytest helper -------------------------------------------------
+
+
+def test_each_kit_yields_its_checks_one_at_a_time_with_ids() -> None:
+    sampler_ids = [c.id for c in sampler_checks(sb.get_sampler("ddpm", variance="posterior"))]
+    assert sampler_ids[0] == "ddpm(variance='posterior')-interface" and len(sampler_ids) == CHECKS
+    estimator = [c.id for c in estimator_checks(sb.get_estimator("mlp_dsm", iterations=50))]
+    assert estimator == [f"mlp_dsm(iterations=50)-{name}" for name in ESTIMATOR_CHECKS]
+    assert [c.name for c in metric_checks(sb.get_metric("score_mse"))] == [
+        "interface", "exact_score_zero", "perturbed_score_positive", "nan_score", "determinism"]
+    assert [c.name for c in metric_checks(sb.get_metric("exact_w2", reference="t_min"))][1:] == [
+        "zero_when_laws_agree", "shifted_law_positive", "perturbed_score_larger", "determinism"]
+
+
+def test_a_yielded_check_fails_alone_and_a_skip_is_a_pytest_skip() -> None:
+    checks = {c.name: c for c in estimator_checks(WrongSign())}
+    assert checks["interface"]() is None
+    with pytest.raises(AssertionError, match="not below 1"):
+        checks["quality_floor"]()
+    oracle = {c.name: c for c in estimator_checks(sb.get_estimator("oracle"))}
+    with pytest.raises(CheckSkipped, match="not a learned estimator: no training record"):
+        oracle["training_record"]()
+    assert issubclass(CheckSkipped, unittest.SkipTest)  # which pytest reports as a skip
+
+
+def test_parametrize_with_checks_gives_one_id_per_component_and_check() -> None:
+    mark = parametrize_with_checks([GaussianFit(), (MeanGap(), {"symmetric": True})],
+                                   marks=lambda c: [pytest.mark.slow] if c.name == "quality_floor" else [])
+    (argname, params) = mark.args
+    assert argname == "check"
+    ids = [p.id for p in params]
+    assert ids[:2] == ["gaussianfit(n_train=2000)-interface", "gaussianfit(n_train=2000)-fit_returns_score_model"]
+    assert "meangap()-symmetry" in ids and len(ids) == len(set(ids)) == len(ESTIMATOR_CHECKS) + 9
+    assert [p.id for p in params if p.marks] == ["gaussianfit(n_train=2000)-quality_floor"]
+    with pytest.raises(ValueError, match="repeated ids"):
+        parametrize_with_checks([MeanGap(), MeanGap()])
+    with pytest.raises(ValueError, match="expected a Sampler, an Estimator or a Metric, got object"):
+        parametrize_with_checks([object()])
