@@ -1,13 +1,14 @@
 """Cells under a time limit: run in a child process that can be stopped.
 
 A cell can hang inside a sampler, an estimator's fit or a metric, in Python or in native
-code, where no signal or exception reaches it.  With a time limit, the runner sends cells one
-by one to a :class:`CellWorker`, a child process started once (``spawn``: safe with CUDA and
-with threads) that builds its own components and keeps its caches from cell to cell, so the
-per-cell cost is one message each way.  A cell past its limit gets the child killed
-(``SIGKILL``) and replaced; a child that dies by itself (the kernel's out-of-memory killer, a
-crash in native code) is reported with its exit status.  The child dies with its parent
-(``PR_SET_PDEATHSIG`` on Linux) and ignores ``SIGINT``, which the parent handles.
+code, where no signal or exception reaches it.  With a time limit, the runner sends one-cell
+tasks (:class:`scorebench.task.Task`) to a :class:`CellWorker`, a child process started once
+(``spawn``: safe with CUDA and with threads) that runs them with :func:`scorebench.task.run_task`
+and keeps the run's caches from cell to cell, so the per-cell cost is one message each way.
+A cell past its limit gets the child killed (``SIGKILL``) and replaced; a child that dies by
+itself (the kernel's out-of-memory killer, a crash in native code) is reported with its exit
+status.  The child dies with its parent (``PR_SET_PDEATHSIG`` on Linux) and ignores ``SIGINT``,
+which the parent handles.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import multiprocessing as mp
 import signal
 import sys
 import traceback
-from dataclasses import asdict
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-#: seconds a fresh child may take to import torch and build its runner
+if TYPE_CHECKING:
+    from .task import CellResult, Task
+
+#: seconds a fresh child may take to start and import torch
 START_TIMEOUT = 300.0
 
 
@@ -53,58 +55,47 @@ def _die_with_parent() -> None:
             pass
 
 
-def _serve(conn: Any, config: dict[str, Any]) -> None:
-    """The child's loop: build a runner once, then run each cell id received and send back its rows."""
+def _serve(conn: Any) -> None:
+    """The child's loop: run each task received (:func:`scorebench.task.run_task`) and send back its
+    cells' results; a task's sessions keep their caches from task to task."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
-    from .results import json_safe
-    from .runner import Runner, RunSummary
-
     try:
-        runner = Runner(config["suite"], Path(config["run_dir"]), device=config["device"], progress=False,
-                        bootstrap=config["bootstrap"])
-        runner.run_id = config["run_id"]
-        runner.pending = []  # fits and sampling records go back to the parent, which alone writes
-        cells = {c.cell_id: c for c in runner.suite.cells()}
+        from .results import json_safe
+        from .task import run_task
     except BaseException:
         conn.send(("crash", traceback.format_exc()))
         return
     conn.send(("ready", None))
     while True:
         try:
-            cell_id = conn.recv()
+            task = conn.recv()
         except (EOFError, OSError):
             return
-        if cell_id is None:
+        if task is None:
             return
-        summary = RunSummary(Path(config["run_dir"]), runner.run_id, 0, 0, 0)
         try:
-            rows = runner.run_cell(cells[cell_id], summary)
+            results = run_task(task)
+            # records become JSON data here (a plugin's diagnostics may hold tensors or unpicklable objects)
+            for result in results:
+                result.records = [(name, [json_safe(r) for r in batch]) for name, batch in result.records]
+            conn.send(("results", results))
         except BaseException:
-            conn.send(("crash", traceback.format_exc()))
-            return
-        # records become JSON data here (a plugin's diagnostics may hold tensors or unpicklable objects)
-        records = [(name, [json_safe(r) for r in batch]) for name, batch in runner.pending]
-        runner.pending = []
-        try:
-            conn.send(("rows", (rows, asdict(summary), records)))
-        except Exception:
             conn.send(("crash", traceback.format_exc()))
             return
 
 
 class CellWorker:
-    """One child process that runs cells on request (see the module docstring)."""
+    """One child process that runs tasks on request (see the module docstring)."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.config = config
+    def __init__(self) -> None:
         self.proc: Any = None
         self.conn: Any = None
 
     def _start(self) -> None:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child, self.config), daemon=True, name="scorebench-cell")
+        self.proc = ctx.Process(target=_serve, args=(child,), daemon=True, name="scorebench-cell")
         self.proc.start()
         child.close()
         kind, payload = self._receive(START_TIMEOUT, starting=True)
@@ -126,9 +117,8 @@ class CellWorker:
             self.kill()
             raise WorkerDied(code) from None
 
-    def run_cell(self, cell_id: str, timeout: float | None) -> tuple[list[dict[str, Any]], dict[str, Any], list]:
-        """The rows of ``cell_id``, the child's summary counters for it, and the ``fits.jsonl`` /
-        ``samples.jsonl`` records it made (the parent writes them).
+    def run(self, task: Task, timeout: float | None) -> list[CellResult]:
+        """The results of ``task``'s cells (:func:`scorebench.task.run_task`, run in the child).
 
         Raises :class:`CellTimeout` past ``timeout`` seconds and :class:`WorkerDied` when the child
         dies; either way the next call starts a fresh child.  An exception the runner itself raised
@@ -137,7 +127,7 @@ class CellWorker:
         if self.proc is None:
             self._start()
         try:
-            self.conn.send(cell_id)
+            self.conn.send(task)
         except (BrokenPipeError, OSError):
             code = self.proc.exitcode
             self.kill()
