@@ -47,10 +47,7 @@ METRIC_CASES = [(name, {}, METRIC_CLAIMS.get(name, {})) for name in sorted(METRI
 ]
 
 #: (estimator, check) pairs known to fail, with the reason
-KNOWN_FAILURES = {
-    ("ntk", "refuses_bad_data"): "ntk fits training samples with an inf entry without an error",
-    ("ntk_kernel", "refuses_bad_data"): "ntk_kernel raises FitDiverged, not ValueError, on training samples with inf",
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 
 def built_in(registry: Registry) -> set[str]:

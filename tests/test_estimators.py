@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
@@ -180,6 +181,59 @@ def test_every_learned_estimator_fits_through_the_skeleton(name: str) -> None:
     cls = ESTIMATORS.factory(name)
     est = sb.get_estimator(name, **cls.quick_params({}))
     assert skeleton_violations(est, sb.get_target("gaussian", dim=2), sb.get_process("vp"), gen(0)) == []
+
+
+def _without_training(est: LearnedEstimator) -> list[int]:
+    """Replace ``est._fit`` (on the instance) by a recorder that trains nothing; returns the call log."""
+    calls: list[int] = []
+
+    def recorder(data, process, generator, record):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        raise AssertionError("_fit reached")
+
+    est._fit = recorder  # type: ignore[method-assign]
+    return calls
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_every_learned_estimator_refuses_non_finite_training_data(name: str) -> None:
+    """A NaN, +inf or -inf entry, in the rows the fit uses or beyond them, is refused with the one
+    ValueError naming the estimator, before ``_fit`` is called; the same samples made finite are
+    fitted into a model with finite scores."""
+    cls = ESTIMATORS.factory(name)
+    est = sb.get_estimator(name, **cls.quick_params({}))
+    vp = sb.get_process("vp")
+    good = sb.get_target("gaussian", dim=2).sample(est.n_train + 5, gen(3), dtype=torch.float64)
+    message = rf"^{name}: the training data contain non-finite values \(NaN or inf\)$"
+    calls = _without_training(est)
+    for row in (est.n_train // 2, est.n_train + 2):
+        for value in (math.nan, math.inf, -math.inf):
+            bad = good.clone()
+            bad[row, 1] = value
+            with pytest.raises(ValueError, match=message):
+                est.fit(bad, vp, gen(0))
+    assert calls == []
+    with pytest.raises(AssertionError, match="_fit reached"):  # finite samples pass the check
+        est.fit(good, vp, gen(0))
+    assert calls == [1]
+    del est._fit
+    model = est.fit(good, vp, gen(0))
+    assert torch.isfinite(model(torch.randn(50, 2, generator=gen(9), dtype=torch.float64), 0.5)).all()
+
+
+@pytest.mark.parametrize("name", LEARNED)
+@pytest.mark.parametrize("data, match", [
+    pytest.param(torch.zeros(100), r"the training data must have shape \(n, d\), got \(100,\)", id="1d"),
+    pytest.param(torch.zeros(100, 1, 2), r"the training data must have shape \(n, d\), got \(100, 1, 2\)", id="3d"),
+    pytest.param(torch.zeros(100, 2, dtype=torch.int64),
+                 "the training data must be a floating-point tensor, got torch.int64", id="int64"),
+])
+def test_every_learned_estimator_refuses_malformed_training_data(name: str, data: torch.Tensor, match: str) -> None:
+    est = sb.get_estimator(name, **ESTIMATORS.factory(name).quick_params({}))
+    calls = _without_training(est)
+    with pytest.raises(ValueError, match=f"^{name}: {match}$"):
+        est.fit(data, sb.get_process("vp"), gen(0))
+    assert calls == []
 
 
 class _OverridesFit(Lipschitz):

@@ -208,7 +208,7 @@ class Lipschitz(LearnedEstimator):
     def _fit(
         self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator, record: TrainingRecord
     ) -> LearnedScore:
-        x0, _ = split_training_data(data, self.n_train, 0.0, generator, self.name)
+        x0, _ = split_training_data(data, self.n_train, 0.0, generator)
         if self.family == "affine":
             theta = self._sgld(x0, process, generator, record)
             return LearnedScore(x0.shape[1], process, AffineScoreFunction(theta, process), record, dtype=torch.float64)

@@ -107,7 +107,7 @@ class MLPDSM(LearnedEstimator):
     def _fit(
         self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator, record: TrainingRecord
     ) -> LearnedScore:
-        x_fit, x_val = split_training_data(data, self.n_train, self.val_fraction, generator, self.name)
+        x_fit, x_val = split_training_data(data, self.n_train, self.val_fraction, generator)
         mean, var = data_statistics(x_fit)
         model = ScoreMLP(process, mean, var, self.width, self.depth, self.parametrization, generator)
         fitted = train_dsm(

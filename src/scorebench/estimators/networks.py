@@ -85,12 +85,13 @@ def init_linear(fan_in: int, fan_out: int, generator: torch.Generator, dtype: to
 
 
 def split_training_data(
-    data: Target | Tensor, n_train: int, val_fraction: float, generator: torch.Generator, estimator: str,
+    data: Target | Tensor, n_train: int, val_fraction: float, generator: torch.Generator,
 ) -> tuple[Tensor, Tensor | None]:
-    """``n_train`` finite float64 points, split at random into a training part and a held-out part."""
+    """``n_train`` float64 points, split at random into a training part and a held-out part.
+
+    Training samples reach it already checked to be finite (:func:`.training.check_training_data`).
+    """
     x = training_samples(data, n_train, generator, dtype=torch.float64)
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{estimator}: the training data contain non-finite values (NaN or inf)")
     n_val = round(val_fraction * n_train)
     if n_val == 0:
         return x, None

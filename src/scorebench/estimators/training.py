@@ -251,10 +251,40 @@ def data_type_message(data: object) -> str:
     return f"data must be a Target or a tensor of shape (n, d), got {type(data).__name__}"
 
 
+def check_training_data(data: Target | Tensor, estimator: str) -> None:
+    """Refuse training samples that are not a floating-point ``(n, d)`` tensor of finite values.
+
+    The one check of the data every learned estimator runs before training
+    (:meth:`LearnedEstimator.fit`).  Every row is checked, including rows beyond the ``n_train``
+    an estimator uses.  A target passes: its draws are its own.
+
+    Parameters
+    ----------
+    data
+        A :class:`~scorebench.targets.Target` or a tensor of training samples.
+    estimator
+        The estimator's name, which the message starts with.
+
+    Raises
+    ------
+    ValueError
+        If the tensor is not two-dimensional, not floating-point, or has a NaN or infinite entry.
+    """
+    if isinstance(data, Target):
+        return
+    if data.ndim != 2:
+        raise ValueError(f"{estimator}: the training data must have shape (n, d), got {tuple(data.shape)}")
+    if not data.is_floating_point():
+        raise ValueError(f"{estimator}: the training data must be a floating-point tensor, got {data.dtype}")
+    if not bool(torch.isfinite(data).all()):
+        raise ValueError(f"{estimator}: the training data contain non-finite values (NaN or inf)")
+
+
 class LearnedEstimator(Estimator):
     """An estimator that trains a model on data: the ``fit`` every learned estimator shares.
 
-    :meth:`fit` checks its arguments, takes the default generator when none is given (a CPU
+    :meth:`fit` checks its arguments (training samples must be a finite floating-point ``(n, d)``
+    tensor, :func:`check_training_data`), takes the default generator when none is given (a CPU
     generator seeded with 0, :func:`~.base.default_generator`), starts the clock, creates the
     :class:`TrainingRecord` under the estimator's name, calls :meth:`_fit`, and sets the record's
     ``fit_seconds`` to the wall time of the whole fit.  A new learned estimator implements
@@ -280,9 +310,17 @@ class LearnedEstimator(Estimator):
         -------
         LearnedScore
             The fitted model; its ``record`` is the :class:`TrainingRecord` of this fit.
+
+        Raises
+        ------
+        TypeError
+            If ``data``, ``process`` or ``generator`` is of the wrong type.
+        ValueError
+            If training samples are not a floating-point ``(n, d)`` tensor of finite values.
         """
         if not isinstance(data, Target | Tensor):
             raise TypeError(data_type_message(data))
+        check_training_data(data, self.name)
         if not isinstance(process, ForwardProcess):
             raise TypeError(f"{self.name}: process must be a ForwardProcess, got {type(process).__name__}")
         if generator is not None and not isinstance(generator, torch.Generator):

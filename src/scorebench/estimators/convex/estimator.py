@@ -229,8 +229,6 @@ class ConvexReLU(LearnedEstimator):
         self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator, record: TrainingRecord
     ) -> LearnedScore:
         x0 = training_samples(data, self.n_train, generator, dtype=torch.float64)
-        if not torch.isfinite(x0).all():
-            raise ValueError("convex: the training data contain non-finite values (NaN or inf)")
         if self.solver == "fista" and x0.shape[1] > 2:
             raise ValueError("convex: solver 'fista' needs exact cone projections, available for d <= 2; use 'admm'")
         program, times, logs, gains, gaussian = self.build_program(x0, process, generator)
