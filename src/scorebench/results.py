@@ -56,9 +56,15 @@ def _add_exact(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(exact=exact.fillna(False).astype("boolean"))
 
 
+def _add_host(df: pd.DataFrame) -> pd.DataFrame:
+    """Version 4 -> 5: the ``host`` column.  Version 4 did not record where a cell ran (the run's
+    provenance names the client's host): empty."""
+    return df.assign(host=pd.Series("", index=df.index, dtype="string"))
+
+
 #: ``MIGRATIONS[v]`` turns a version-``v`` table into a version-``v + 1`` table
 MIGRATIONS: dict[int, Callable[[pd.DataFrame], pd.DataFrame]] = {
-    1: _add_init, 2: _one_line_messages, 3: _add_exact,
+    1: _add_init, 2: _one_line_messages, 3: _add_exact, 4: _add_host,
 }
 
 TABLE_FILE = "results.csv"

@@ -34,12 +34,13 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from .backends import Backend, InProcess
 from .device import resolve_device
 from .execute import Counts, plugins_of_suite
 from .metrics import METRICS
@@ -56,7 +57,7 @@ from .results import (
 )
 from .rundir import RunLock, make_run_dir
 from .suite import Cell, Suite, SuiteError
-from .task import CellResult, Task, failed_rows, release, run_task
+from .task import CellResult, failed_rows, release
 
 
 class RunnerCrash(RuntimeError):
@@ -123,14 +124,16 @@ class Runner:
         timeout: float | None = None,
         skip: Sequence[str] = (),
         retry: Sequence[str] = (),
+        backend: Backend | None = None,
     ) -> None:
         self.suite = suite.quick() if quick else suite
+        #: where the tasks run (:mod:`scorebench.backends`; default: in this process)
+        self.backend = backend if backend is not None else InProcess()
         #: seconds a cell may take (``None``: no limit, cells run in this process)
         self.timeout = timeout if timeout is not None else suite.timeout
         self.skip = set(skip)
         self.retry = list(retry)
         self.current: Cell | None = None
-        self._worker: Any = None
         self.bootstrap = bootstrap
         self.quick = quick
         self.run_dir = Path(run_dir)
@@ -152,15 +155,12 @@ class Runner:
         with RunLock(self.run_dir):
             try:
                 summary = self._run(started)
-            except BaseException:  # interrupted or failed: the worker's cell is lost anyway, stop it now
-                if self._worker is not None:
-                    self._worker.kill()
+            except BaseException:  # interrupted or failed: the running cells are lost anyway, stop them now
+                self.backend.kill()
                 raise
             finally:
                 release(self.session)
-                if self._worker is not None:
-                    self._worker.close()
-                    self._worker = None
+                self.backend.close()
             return summary
 
     def _provenance(self, previous: dict[str, Any]) -> dict[str, Any]:
@@ -177,7 +177,7 @@ class Runner:
             **({"quick_budgets": self.suite.quick_cuts} if self.quick else {}),
             "metric_versions": {m: METRICS.factory(m).version for m in self.suite.metrics},
             "seeds": sorted({s for g in self.suite.grids for s in g["seeds"]}),
-            "plugins": self.plugins,
+            "plugins": self.plugins, **self.backend.info(),
         })
 
     def plan(self, table: ResultTable) -> Plan:
@@ -192,6 +192,9 @@ class Runner:
         previous = check_resume(self.run_dir, self.suite, resume=self.resume, quick=self.quick,
                                 device=str(self.device))
         self.run_id = previous["run_id"] if previous else self.run_dir.name
+        self.backend.start(str(self.device), self.timeout)
+        if getattr(self.backend, "dashboard", None) and self.progress:
+            print(f"Dask dashboard: {self.backend.dashboard}", file=sys.stderr)
         info = self._provenance(previous)
         write_provenance(self.run_dir, info)
         table = ResultTable(self.run_dir)
@@ -203,18 +206,30 @@ class Runner:
         for cell in plan.skipped:
             table.append(failed_rows(self.suite, cell, self.run_id, str(self.device), "skipped",
                                      "left out with --skip"))
+        dask = self.backend.name != "sequential"
         tasks = plan.tasks(self.suite, device=str(self.device), run_id=self.run_id, session=self.session,
-                           bootstrap=self.bootstrap)
-        bar = tqdm(tasks, desc=self.suite.name, unit="cell", disable=not self.progress, file=sys.stderr)
-        for task in bar:
-            cell = self.current = task.cells[0]
-            bar.set_postfix_str(f"{cell.target}/{cell.process}/{cell.estimator}/{cell.sampler}/{cell.steps}")
+                           bootstrap=self.bootstrap, by_fit=dask)
+        bar = tqdm(total=len(plan.todo), desc=self.suite.name, unit="cell", disable=not self.progress,
+                   file=sys.stderr)
+        done = failed = 0
+        results = self.backend.results(tasks, self.timeout)
+        while True:
+            if not dask and done < len(tasks):  # in order, one cell at a time: name the one running
+                cell = self.current = tasks[done].cells[0]
+                bar.set_postfix_str(f"{cell.target}/{cell.process}/{cell.estimator}/{cell.sampler}/{cell.steps}")
             try:
-                results = self._run_in_worker(task) if self.timeout is not None else run_task(task)
-                for result in results:
-                    self.write(table, result, summary)
+                result = next(results, None)
+                if result is None:
+                    break
+                self.write(table, result, summary)
             except Exception as exc:  # a failing cell is a row: what reaches here is the runner's own fault
-                raise RunnerCrash(f"in cell {cell.cell_id}: {type(exc).__name__}: {exc}") from exc
+                where = f"in cell {self.current.cell_id}: " if self.current is not None else ""
+                raise RunnerCrash(f"{where}{type(exc).__name__}: {exc}") from exc
+            done += 1
+            failed += any(r["status"] not in ("ok", "skipped") for r in result.rows)
+            bar.update(1)
+            if dask:
+                bar.set_postfix_str(f"failed {failed}, running {self.backend.running} tasks")
         self.current = None
         bar.close()
         frame = read_results(self.run_dir)
@@ -244,28 +259,6 @@ class Runner:
         table.append(result.rows)
         summary.add(result.counts)
 
-    def _run_in_worker(self, task: Task) -> list[CellResult]:
-        """Run ``task``'s cells one by one in the child process under the time limit (see
-        :mod:`scorebench.worker`); a cell past the limit, or whose worker died, becomes failed rows."""
-        from .worker import CellTimeout, CellWorker, WorkerDied
-
-        if self._worker is None:
-            self._worker = CellWorker()
-        results = []
-        for cell in task.cells:
-            try:
-                results.extend(self._worker.run(replace(task, cells=(cell,)), self.timeout))
-                continue
-            except CellTimeout:
-                status, msg = "timeout", (f"stopped after the time limit of {self.timeout:g} s (raise it with "
-                                          f"--timeout or the suite's timeout; leave the cell out with --skip "
-                                          f"{cell.cell_id})")
-            except WorkerDied as exc:
-                status, msg = "error", str(exc)
-            results.append(CellResult(cell.cell_id, failed_rows(self.suite, cell, self.run_id, str(self.device),
-                                                                status, msg)))
-        return results
-
 
 def run_suite(
     suite: Suite,
@@ -280,8 +273,10 @@ def run_suite(
     timeout: float | None = None,
     skip: Sequence[str] = (),
     retry: Sequence[str] = (),
+    backend: Backend | None = None,
 ) -> RunSummary:
     """Run ``suite`` and return its summary (see :class:`Runner`)."""
     run_dir = resolve_run_dir(suite, out, resume)
     return Runner(suite, run_dir, device=device, resume=resume, quick=quick, progress=progress,
-                  reverse=reverse, bootstrap=bootstrap, timeout=timeout, skip=skip, retry=retry).run()
+                  reverse=reverse, bootstrap=bootstrap, timeout=timeout, skip=skip, retry=retry,
+                  backend=backend).run()

@@ -77,7 +77,7 @@ class Column:
 
 
 #: the schema version rows of :data:`SCHEMA` carry; older tables are migrated by ``results.MIGRATIONS``
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: every column of the current schema, in table order
 SCHEMA: tuple[Column, ...] = (
@@ -111,6 +111,7 @@ SCHEMA: tuple[Column, ...] = (
     Column("device", "string", "provenance", "the torch device the cell ran on"),
     Column("exact", "boolean", "measure",
            "whether the value is an exact law's (no sampling noise: floor 0, the interval is the value)"),
+    Column("host", "string", "provenance", "the machine that ran the cell (with Dask: its worker's host)"),
 )
 
 #: column -> pandas dtype, in table order

@@ -16,6 +16,7 @@ cell, sharing changes no number.  A run starts a new session, and :func:`release
 from __future__ import annotations
 
 import math
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +107,7 @@ def base_row(suite: Suite, cell: Cell, seed: int, run_id: str, device: str) -> d
         "nfe": math.nan, "t": math.nan, "value": math.nan, "floor": math.nan,
         "ci_low": math.nan, "ci_high": math.nan, "exact": False, "status": "ok", "message": "",
         "fit_s": math.nan, "sample_s": math.nan, "metric_s": math.nan, "peak_mem_bytes": math.nan,
+        "host": socket.gethostname(),
     }
 
 
