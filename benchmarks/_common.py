@@ -17,6 +17,10 @@ Rules the benchmark modules follow (docs/benchmarking.md explains why):
   (plus a fixed offset per input), on the benchmark's device.
 * **Two tiers.**  The smallest size of each grid always runs; the larger sizes run only when
   ``SCOREBENCH_BENCH_SLOW=1`` (nightly) and are skipped otherwise.
+* **Declared sizes.**  Every sampler, estimator and metric is built from its class's declared
+  test parameters (``test_params_for``, the sizes its conformance tests and ``--quick`` use) with
+  the parameters of this module's tables on top: a table says only what a benchmark sets
+  deliberately (a variant, a workload size, no early stopping), never a class's sizes again.
 
 The benchmarks come from the working tree while a managed asv environment installs an older
 commit of scorebench, so this module uses only long-standing public API (registries, targets,
@@ -63,7 +67,7 @@ STEPS = 50
 #: diffusion time at which scores are evaluated (the VP process runs on [1e-3, 1])
 T_EVAL = 0.5
 
-#: step benchmarks: label -> (registered sampler, constructor parameters)
+#: step benchmarks: label -> (registered sampler, parameters on top of its test parameters)
 STEP_SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "euler_maruyama": ("euler_maruyama", {}),
     "exponential_integrator": ("exponential_integrator", {}),
@@ -93,7 +97,7 @@ EXACT_SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "pc_fixed_step": ("pc", {"corrector_steps": 1, "step_size": 1e-3}),
 }
 
-#: sampled accuracy runs: label -> (sampler, parameters, steps, particles)
+#: sampled accuracy runs: label -> (sampler, parameters on top of its test parameters, steps, particles)
 SAMPLED_ACCURACY: dict[str, tuple[str, dict[str, Any], int, int]] = {
     "exponential_integrator": ("exponential_integrator", {}, STEPS, 2000),
     "pf_ode_heun": ("pf_ode", {"method": "heun"}, STEPS, 2000),
@@ -102,18 +106,16 @@ SAMPLED_ACCURACY: dict[str, tuple[str, dict[str, Any], int, int]] = {
 #: dimension of the Gaussian target of the accuracy cells
 ACCURACY_DIM = 4
 
-#: score estimators: label -> (registered estimator, constructor parameters: tiny, fixed budgets)
+#: score estimators: label -> (registered estimator, parameters on top of its test parameters): the
+#: fit budget is the declared one (the ``--quick`` budget); ``ntk`` trains it all (no early stopping)
 ESTIMATORS: dict[str, tuple[str, dict[str, Any]]] = {
     "oracle": ("oracle", {}),
-    "ntk": ("ntk", {"width": 64, "n_train": 256, "iterations": 100, "stopping": "none"}),
-    "ntk_kernel": ("ntk_kernel", {"n_train": 256, "iterations": 100, "stopping": "none"}),
-    "lipschitz_affine": ("lipschitz", {"family": "affine", "iterations": 500, "n_train": 1000}),
-    "lipschitz_network": (
-        "lipschitz", {"family": "network", "width": 32, "depth": 2, "iterations": 50, "batch_size": 128,
-                      "n_train": 1000},
-    ),
-    "convex": ("convex", {"n_train": 64, "n_times": 4, "n_patterns": 16, "iterations": 100}),
-    "mlp_dsm": ("mlp_dsm", {"width": 32, "depth": 2, "iterations": 100, "batch_size": 128, "n_train": 1000}),
+    "ntk": ("ntk", {"stopping": "none"}),
+    "ntk_kernel": ("ntk_kernel", {"stopping": "none"}),
+    "lipschitz_affine": ("lipschitz", {"family": "affine"}),
+    "lipschitz_network": ("lipschitz", {"family": "network"}),
+    "convex": ("convex", {}),
+    "mlp_dsm": ("mlp_dsm", {}),
 }
 LEARNED = [k for k in ESTIMATORS if k != "oracle"]
 
@@ -230,18 +232,36 @@ def generator(device: str, offset: int = 0) -> Any:
     return torch.Generator(torch.device(device)).manual_seed(SEED + offset)
 
 
+def declared_params(factory: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """``{**test parameters, **params}``: the test parameters ``factory`` declares for the variant
+    ``params`` select (``test_params_for``; a scorebench version without it: ``test_params``,
+    else none), with ``params`` on top."""
+    if hasattr(factory, "test_params_for"):
+        small = factory.test_params_for(params)
+    else:
+        small = dict(getattr(factory, "test_params", {}))
+    return {**small, **params}
+
+
 def _build(registry: Any, kind: str, name: str, params: dict[str, Any]) -> Any:
     if name not in registry:
         raise SkipNotImplemented(f"{kind} {name!r} is not registered in this scorebench version")
-    return registry.build(name, **params)
+    factory = registry.factory(name)
+    learned = kind == "estimator" and not getattr(factory, "needs_exact_target", False)
+    if learned and not hasattr(factory, "test_params"):  # its defaults are full training budgets
+        raise SkipNotImplemented(f"{kind} {name!r} declares no test parameters in this scorebench version")
+    return registry.build(name, **declared_params(factory, params))
 
 
-def sampler(label: str, table: dict[str, tuple[str, dict[str, Any]]] | None = None) -> Any:
+def sampler(label: str, table: dict[str, tuple[Any, ...]] | None = None) -> Any:
+    """Sampler ``label`` of ``table`` (default :data:`STEP_SAMPLERS`; an entry starts with the
+    registered name and the parameters set on top of the test parameters)."""
     name, params = (STEP_SAMPLERS if table is None else table)[label][:2]
     return _build(_sb().SAMPLERS, "sampler", name, params)
 
 
 def estimator(label: str) -> Any:
+    """Estimator ``label`` of :data:`ESTIMATORS`."""
     name, params = ESTIMATORS[label]
     return _build(_sb().ESTIMATORS, "estimator", name, params)
 
@@ -352,8 +372,8 @@ def fitted_model(device: str, label: str, dim: int) -> Any:
 
 @functools.cache
 def estimator_fit(device: str, label: str, dim: int) -> Callable[[], Any]:
-    """A full ``fit`` of estimator ``label`` within its fixed budget (:data:`ESTIMATORS`), with a
-    freshly seeded generator each time (so every timed fit does the same work)."""
+    """A full ``fit`` of estimator ``label`` within its declared test budget (plus :data:`ESTIMATORS`),
+    with a freshly seeded generator each time (so every timed fit does the same work)."""
     est = estimator(label)
     target, proc = gmm_target(dim), process()
     fitted_model(device, label, dim)  # warm-up: one fit, reused by the score benchmarks
@@ -476,8 +496,8 @@ def sampled_bures_error(device: str, label: str) -> float:
     (steps and particles from :data:`SAMPLED_ACCURACY`, oracle score of :func:`gaussian_target` in
     ``ACCURACY_DIM`` dimensions, seeded) and the target's exact moments: sampler error plus the
     Monte-Carlo error of the moments."""
-    name, params, steps, n = SAMPLED_ACCURACY[label]
-    s = _build(_sb().SAMPLERS, "sampler", name, params)
+    steps, n = SAMPLED_ACCURACY[label][2:]
+    s = sampler(label, SAMPLED_ACCURACY)
     target, proc = gaussian_target(ACCURACY_DIM), process()
     out = s.sample(oracle(target), proc, n, steps, generator(device, 10)).samples
     mean, cov = target.moments()

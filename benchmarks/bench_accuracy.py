@@ -70,12 +70,12 @@ class MixtureW2:
 
 
 class ScoreError:
-    """Score error of each learned estimator (tiny fixed budget, 2-d Gaussian mixture) against the
-    exact score, in noise-prediction units, averaged over five log-spaced times."""
+    """Score error of each learned estimator (its declared test budget, 2-d Gaussian mixture) against
+    the exact score, in noise-prediction units, averaged over five log-spaced times."""
 
     params = (DEVICES, LEARNED)
     param_names = ("device", "estimator")
-    version = "1"
+    version = "2"
     timeout = 600
 
     def setup(self, device: str, estimator: str) -> None:

@@ -120,6 +120,39 @@ def test_suite_covers_every_builtin_component() -> None:
     assert builtin(sb.METRICS) <= set(_common.TIMED_METRICS + _common.EXACT_METRICS)
 
 
+#: the builders of _common and the tables they read: (registry, table, builder)
+BUILDERS = [
+    ("estimators", _common.ESTIMATORS, _common.estimator),
+    ("samplers", _common.STEP_SAMPLERS, _common.sampler),
+    ("samplers", _common.EXACT_SAMPLERS, lambda label: _common.sampler(label, _common.EXACT_SAMPLERS)),
+    ("samplers", _common.SAMPLED_ACCURACY, lambda label: _common.sampler(label, _common.SAMPLED_ACCURACY)),
+]
+
+
+def test_builders_start_from_the_declared_test_params() -> None:
+    """Every component a benchmark builds has the parameters ``{**test params, **table entry}``: its
+    class's declared test parameters (of the variant the entry selects) with the table's on top, and
+    a table restates no test value."""
+    restarted_from_test_params = []
+    for section, table, build in BUILDERS:
+        registry = getattr(sb, section.upper())
+        for label, (name, overrides, *_) in table.items():
+            cls = registry.factory(name)
+            small = cls.test_params_for(overrides)
+            expected = {**small, **overrides}
+            built = build(label)
+            params = built.get_params()
+            assert {k: params[k] for k in expected} == expected, (label, params, expected)
+            assert built.describe() == cls(**expected).describe(), label  # nothing else is set
+            assert not {k for k in overrides if k in small and overrides[k] == small[k]}, (
+                f"{label}: the table restates test parameters")
+            if registry.build(name, **overrides).describe() != built.describe():
+                restarted_from_test_params.append(label)
+    # the check has teeth: building from the tables alone gives other components
+    assert {"ntk", "ntk_kernel", "lipschitz_affine", "lipschitz_network", "convex", "mlp_dsm"} <= set(
+        restarted_from_test_params)
+
+
 def test_benchmark_classes_declare_version_and_sync_timer() -> None:
     """Each benchmark class has an explicit ``version``; each timed class with a CUDA parameter
     synchronises through ``timer = staticmethod(sync_timer)``."""

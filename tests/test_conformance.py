@@ -54,10 +54,10 @@ def built_in(registry: Registry) -> set[str]:
     return {n for n in registry.names() if registry.factory(n).__module__.startswith("scorebench.")}
 
 
-def quick(name: str) -> sb.Estimator:
-    """The estimator at its ``--quick`` budget."""
+def small(name: str) -> sb.Estimator:
+    """The estimator at its declared test parameters (the sizes ``--quick`` caps its budget at)."""
     cls = ESTIMATORS.factory(name)
-    return cls(**cls.quick_params({}))
+    return cls(**cls.test_params_for({}))
 
 
 def estimator_marks(check: Check) -> list:
@@ -77,7 +77,7 @@ def test_every_built_in_component_is_checked() -> None:
     assert {n for n, _, _ in METRIC_CASES} == built_in(METRICS)
 
 
-@parametrize_with_checks([quick(n) for n in sorted(built_in(ESTIMATORS))], marks=estimator_marks)
+@parametrize_with_checks([small(n) for n in sorted(built_in(ESTIMATORS))], marks=estimator_marks)
 def test_estimator(check: Check) -> None:
     check()
 

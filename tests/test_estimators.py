@@ -113,7 +113,7 @@ def test_fit_without_a_generator_is_fit_with_seed_0(name: str) -> None:
     """Every learned estimator defaults to the same generator (a CPU generator seeded with 0), and
     a different seed gives a different fit (so the comparison can fail)."""
     cls = sb.estimators.ESTIMATORS.factory(name)
-    est = sb.get_estimator(name, **cls.quick_params({}))
+    est = sb.get_estimator(name, **cls.test_params_for({}))
     target, vp = sb.get_target("gaussian", dim=2), sb.get_process("vp")
     x = torch.randn(50, 2, generator=gen(9))
 
@@ -179,7 +179,7 @@ def test_the_learned_estimators_are_the_ones_not_needing_exact_scores() -> None:
 @pytest.mark.parametrize("name", LEARNED)
 def test_every_learned_estimator_fits_through_the_skeleton(name: str) -> None:
     cls = ESTIMATORS.factory(name)
-    est = sb.get_estimator(name, **cls.quick_params({}))
+    est = sb.get_estimator(name, **cls.test_params_for({}))
     assert skeleton_violations(est, sb.get_target("gaussian", dim=2), sb.get_process("vp"), gen(0)) == []
 
 

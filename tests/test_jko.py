@@ -88,7 +88,8 @@ def test_horizon_rescales_the_grid_into_step_sizes() -> None:
     torch.testing.assert_close(m_end, m)
     torch.testing.assert_close(u_end, u)
     for bad in (0.0, -1.0, True, "long"):
-        with pytest.raises(ValueError, match=r"jko_particle: horizon must be a number in \(0, inf\) or None, got "):
+        with pytest.raises(ValueError, match=r"jko_particle: horizon must be a number in \(0, inf\) "
+                           r"\(total JKO flow time\) or None \(the time grid's own spacings\), got "):
             sb.get_sampler("jko_particle", horizon=bad)
 
 
@@ -175,7 +176,8 @@ def test_debiased_particle_jko_removes_the_kde_bias() -> None:
 def test_particle_jko_declares_its_nature() -> None:
     sampler = sb.get_sampler("jko_particle")
     assert not sampler.affine and not sampler.batch_invariant
-    with pytest.raises(ValueError, match=r"jko_particle: damping must be a number in \(0, 1\] or None, got 0.0"):
+    with pytest.raises(ValueError,
+                       match=r"jko_particle: damping must be a number in \(0, 1\] or None \(automatic\), got 0.0"):
         sb.get_sampler("jko_particle", damping=0.0)
 
 

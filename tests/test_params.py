@@ -10,11 +10,13 @@ import math
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from scorebench.estimators import ESTIMATORS
+from scorebench.estimators.lipschitz import Lipschitz
+from scorebench.estimators.mlp_dsm import MLPDSM
 from scorebench.metrics import METRICS
 from scorebench.metrics.base import Metric
 from scorebench.params import (
@@ -22,6 +24,7 @@ from scorebench.params import (
     Boolean,
     Check,
     Interval,
+    NoneMeans,
     Options,
     ParameterError,
     Parameterised,
@@ -74,18 +77,61 @@ def test_declares_exactly_the_constructor_parameters(section: str, name: str, cl
             assert c is None or hasattr(c, "accepts"), (name, key)
 
 
-@pytest.mark.parametrize(("section", "name", "cls"), BUILTINS, ids=IDS)
-def test_defaults_and_test_params_satisfy_the_declaration(section: str, name: str, cls: type) -> None:
-    """Every default value and every ``test_params`` value is allowed, and the component builds
-    through its registry with its ``test_params``."""
+#: parameters that select a variant of a component with test parameters of its own
+VARIANTS: dict[str, list[dict[str, Any]]] = {"lipschitz": [{"family": "affine"}, {"family": "network"}]}
+
+
+def check_declaration(cls: type) -> list[dict[str, Any]]:
+    """Check that every default value and the test parameters of every variant of ``cls`` satisfy its
+    declaration and build it; return the parameters built (test parameters, variant on top)."""
+    name = cls.component_name()
     sig = inspect.signature(cls).parameters
     for key, spec in cls.param_constraints.items():
         default = sig[key].default
         if default is not inspect.Parameter.empty:
             check_value(name, key, spec, default)
-    assert set(cls.test_params) <= set(cls.param_constraints)
-    obj = REGISTRIES[section].build(name, **cls.test_params)
-    assert isinstance(obj, cls)
+    built = []
+    for variant in VARIANTS.get(name, [{}]):
+        small = cls.test_params_for(variant)
+        assert set(small) <= set(cls.param_constraints), f"{name}: undeclared test parameters {set(small)}"
+        cls.validate_params(small)
+        params = {**small, **variant}
+        assert isinstance(cls(**params), cls)
+        built.append(params)
+    return built
+
+
+@pytest.mark.parametrize(("section", "name", "cls"), BUILTINS, ids=IDS)
+def test_defaults_and_test_params_satisfy_the_declaration(section: str, name: str, cls: type) -> None:
+    """Every default value and the ``test_params`` of every variant are allowed, and the component
+    builds through its registry with them."""
+    assert cls.test_params_for({}) == cls.test_params  # the default variant's are the class's
+    for params in check_declaration(cls):
+        assert isinstance(REGISTRIES[section].build(name, **params), cls)
+
+
+def test_a_wrong_test_params_declaration_is_refused() -> None:
+    """The check above fails on test parameters outside the declaration, of any variant."""
+
+    class TooFew(MLPDSM):
+        test_params: ClassVar[dict] = {**MLPDSM.test_params, "iterations": 0}
+
+    class Misspelt(MLPDSM):
+        test_params: ClassVar[dict] = {"iteration": 10}
+
+    class WrongNetwork(Lipschitz):
+        @classmethod
+        def test_params_for(cls, params: dict[str, Any] | None = None) -> dict[str, Any]:
+            small = super().test_params_for(params)
+            return {**small, "n_train": 0} if (params or {}).get("family") == "network" else small
+
+    assert check_declaration(MLPDSM) and check_declaration(Lipschitz)  # the declarations they alter pass
+    with pytest.raises(ParameterError, match=r"^mlp_dsm: iterations must be an integer in \[1, inf\), got 0$"):
+        check_declaration(TooFew)
+    with pytest.raises(AssertionError, match="undeclared test parameters"):
+        check_declaration(Misspelt)
+    with pytest.raises(ParameterError, match=r"^lipschitz: n_train must be an integer in \[1, inf\), got 0$"):
+        check_declaration(WrongNetwork)
 
 
 @pytest.mark.parametrize(("section", "name", "cls"), BUILTINS, ids=IDS)
@@ -141,6 +187,21 @@ def test_interval_bounds_and_types() -> None:
     assert str(Interval(int, None, None)) == "an integer"
 
 
+def test_a_reason_follows_its_constraint_in_messages_only() -> None:
+    invertible = Interval(float, 0, 1, closed="neither", why="invertibility")
+    assert str(invertible) == "a number in (0, 1)"  # the description itself is unchanged
+    assert allowed(invertible) == "a number in (0, 1) (invertibility)"
+    assert allowed(Interval(float, 0, 1, closed="neither")) == "a number in (0, 1)"  # no reason, none shown
+    with pytest.raises(ParameterError, match=r"^f: lipschitz must be a number in \(0, 1\) \(invertibility\), got 1.5$"):
+        check_value("f", "lipschitz", invertible, 1.5)
+    automatic = [Interval(float, 0, None, closed="neither"), NoneMeans("automatic")]
+    assert allowed(automatic) == "a number in (0, inf) or None (automatic)"
+    assert check_value("f", "lr", automatic, None) is None and check_value("f", "lr", automatic, 2) == 2.0
+    assert NoneMeans("automatic").accepts(None) and not NoneMeans("automatic").accepts(0)
+    with pytest.raises(ParameterError, match=r"or None \(automatic\), got 0.0$"):
+        check_value("f", "lr", automatic, 0.0)
+
+
 def test_other_constraints() -> None:
     opts = Options(("a", "b"))
     assert opts.accepts("a") and not opts.accepts("c") and not opts.accepts(["a"])
@@ -162,7 +223,8 @@ WRONG: list[tuple[str, str, str, Any, str]] = [
     ("samplers", "pc", "corrector_steps", -1, "pc: corrector_steps must be an integer in [0, inf), got -1"),
     ("samplers", "pc", "snr", -1.0, "pc: snr must be a number in (0, inf), got -1.0"),
     ("samplers", "pc", "step_size", 0.0, "pc: step_size must be a number in (0, inf) or None, got 0.0"),
-    ("samplers", "jko_particle", "damping", 1.5, "jko_particle: damping must be a number in (0, 1] or None, got 1.5"),
+    ("samplers", "jko_particle", "damping", 1.5,
+     "jko_particle: damping must be a number in (0, 1] or None (automatic), got 1.5"),
     ("samplers", "ddpm", "variance", "exact", "ddpm: variance must be one of 'posterior', 'upper', got 'exact'"),
     ("samplers", "euler_maruyama", "noise_removal", "false",
      "euler_maruyama: noise_removal must be true or false, got 'false'"),
@@ -170,7 +232,7 @@ WRONG: list[tuple[str, str, str, Any, str]] = [
      "gaussian: mean must be a number or a nested list of finite numbers or None, got ['a', 'b']"),
     ("targets", "funnel", "dim", 1, "funnel: dim must be an integer in [2, inf), got 1"),
     ("estimators", "ntk", "width", 3, "ntk: width must be an even integer >= 2 (neurons come in pairs), got 3"),
-    ("estimators", "mlp_dsm", "ema", 1.0, "mlp_dsm: ema must be a number in [0, 1), got 1.0"),
+    ("estimators", "mlp_dsm", "ema", 1.0, "mlp_dsm: ema must be a number in [0, 1) (0 turns it off), got 1.0"),
     ("processes", "vp", "T", "1.0", "vp: T must be a number in (0, inf), got '1.0'"),
     ("processes", "vp", "beta_max", 0.05, "vp: beta_max must be >= beta_min = 0.1, got 0.05"),  # a cross rule
     ("processes", "ve", "t_min", 2.0, "ve: t_min must be below T = 1.0, got 2.0"),  # a cross rule
@@ -252,3 +314,62 @@ def test_undeclared_plugin_parameters_keep_the_annotation_check() -> None:
 
     assert Loose.validate_params({"x": "anything"}) == {"x": "anything"}
     assert Loose().get_params() == {}
+
+
+# -- the reasons restored to messages ------------------------------------------------------------
+
+# (section, name, parameter, wrong value, the reason the message gives)
+HINTS: list[tuple[str, str, str, Any, str]] = [
+    ("samplers", "jko_flow", "lipschitz", 1.0, "invertibility"),
+    ("samplers", "jko_flow", "depth", 0, "hidden layers"),
+    ("samplers", "jko_flow", "growth", 0.0, "the grid's spacings"),
+    ("samplers", "jko_flow", "n_train", 1, "the particles"),
+    ("samplers", "jko_flow", "batch_size", 0, "full batch"),
+    ("samplers", "jko_flow", "horizon", 0.0, "total JKO flow time"),
+    ("samplers", "jko_exact_gaussian", "horizon", -1.0, "the time grid's own spacings"),
+    ("samplers", "jko_particle", "damping", 0.0, "automatic"),
+    ("estimators", "mlp_dsm", "ema", 1.0, "0 turns it off"),
+    ("estimators", "mlp_dsm", "val_fraction", 1.0, "0 turns it off"),
+    ("estimators", "ntk", "lr", 0.0, "automatic"),
+    ("estimators", "ntk_kernel", "sigma_xi", -1.0, "estimated"),
+    ("estimators", "ntk", "rkhs_norm", 0.0, "estimated"),
+    ("estimators", "ntk", "t_min", -1.0, "the process's"),
+    ("estimators", "ntk_kernel", "radius", 0.0, "no truncation"),
+    ("metrics", "mmd", "bandwidth", 0.0, "median heuristic"),
+]
+
+
+@pytest.mark.parametrize(("section", "name", "param", "value", "hint"), HINTS,
+                         ids=[f"{n}.{p}" for _, n, p, _, _ in HINTS])
+def test_a_refusal_gives_the_reason_of_the_constraint(section: str, name: str, param: str, value: Any,
+                                                     hint: str) -> None:
+    with pytest.raises(ParameterError) as info:
+        REGISTRIES[section].build(name, **{param: value})
+    message = str(info.value)
+    assert message.startswith(f"{name}: {param} must be ") and message.endswith(f", got {value!r}")
+    assert f"({hint})" in message
+    assert f"({hint})" in {p.name: p.allowed for p in REGISTRIES[section].params(name)}[param]
+
+
+#: ``describe()`` of components whose constraints gained reasons, as recorded before they had them
+DESCRIBED_BEFORE: dict[tuple[str, str], dict[str, Any]] = {
+    ("samplers", "jko_particle"): {"name": "jko_particle", "iterations": 50, "damping": None, "bandwidth": None,
+                                   "horizon": 10.0, "debias": True},
+    ("samplers", "jko_exact_gaussian"): {"name": "jko_exact_gaussian", "horizon": 10.0},
+    ("estimators", "mlp_dsm"): {
+        "name": "mlp_dsm", "width": 128, "depth": 3, "lr": 0.001, "iterations": 5000, "batch_size": 256,
+        "n_train": 10000, "weighting": "noise", "parametrization": "noise", "ema": 0.0, "seconds": None,
+        "val_fraction": 0.0, "patience": 10,
+    },
+    ("estimators", "ntk_kernel"): {
+        "name": "ntk_kernel", "n_train": 1000, "iterations": 2000, "seconds": None, "lr": None, "stopping": "rule",
+        "val_fraction": 0.2, "sigma_xi": None, "rkhs_norm": None, "t_min": None, "radius": None, "log_points": 100,
+        "max_n": 8000,
+    },
+    ("metrics", "mmd"): {"name": "mmd", "version": "1", "bandwidth": None},
+}
+
+
+@pytest.mark.parametrize(("section", "name"), list(DESCRIBED_BEFORE), ids=[n for _, n in DESCRIBED_BEFORE])
+def test_reasons_leave_describe_unchanged(section: str, name: str) -> None:
+    assert REGISTRIES[section].build(name).describe() == DESCRIBED_BEFORE[section, name]

@@ -138,7 +138,7 @@ MALFORMED = [
     ("sinkhorn iterations", BASE.replace("sliced_w2 = {}", "sinkhorn = { max_iterations = 0 }"),
      r"metrics\.sinkhorn\.max_iterations: sinkhorn: max_iterations must be an integer in \[1, inf\), got 0"),
     ("infinite bandwidth", BASE.replace("sliced_w2 = {}", "mmd = { bandwidth = inf }"),
-     r"metrics\.mmd\.bandwidth: mmd: bandwidth must be a number in \(0, inf\) or None, got inf"),
+     r"metrics\.mmd\.bandwidth: mmd: bandwidth must be a number in \(0, inf\) or None \(median heuristic\), got inf"),
     ("unknown sampler parameter value", BASE.replace('method = "heun"', 'method = "rk45"'),
      r"samplers\.heun\.method: pf_ode: method must be one of 'euler', 'heun', got 'rk45'"),
     ("unknown metric", BASE.replace("mean_error = {}", "fid = {}"), r"metrics.fid: unknown metric; allowed: bures_w2"),

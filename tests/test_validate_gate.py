@@ -90,5 +90,5 @@ def test_validation_is_linear_in_the_number_of_step_values(tmp_path: Path, capsy
     time linear in their number (it was quadratic: 120 s for 200k values).  Ten times the values
     must take well under a hundred times as long; measured against each other in one run."""
     small = min(_validate_steps(tmp_path, capsys, 5_000) for _ in range(3))
-    large = _validate_steps(tmp_path, capsys, 50_000)
+    large = min(_validate_steps(tmp_path, capsys, 50_000) for _ in range(2))  # best of 2: a busy machine
     assert large / small < 20, f"5k step values: {small:.3f} s, 50k: {large:.3f} s (ratio {large / small:.1f})"

@@ -11,7 +11,10 @@ calls it before construction, so a suite file and a direct call get the same mes
     pc: snr must be a number in (0, inf), got -1.0
 
 that is ``<component>: <parameter> must be <allowed>, got <value>``, raised as a
-:class:`ParameterError` (a :class:`ValueError` that also names the parameter).
+:class:`ParameterError` (a :class:`ValueError` that also names the parameter).  A constraint may
+carry the reason for its bounds, which follows its description in the message
+(``Interval(float, 0, 1, closed="neither", why="invertibility")`` reads ``a number in (0, 1)
+(invertibility)``), and :class:`NoneMeans` says what ``None`` stands for (``or None (automatic)``).
 :meth:`~Parameterised.get_params`, :meth:`~Parameterised.describe` and ``repr`` derive from the
 declaration.  Rules between parameters that no single constraint expresses stay in the
 constructor and raise :func:`param_error` with the same wording.
@@ -28,8 +31,8 @@ from typing import Any, ClassVar
 import torch
 
 __all__ = [
-    "Array", "Boolean", "Check", "Constraint", "Interval", "Options", "ParameterError", "Parameterised",
-    "String", "allowed", "check_value", "param_error",
+    "Array", "Boolean", "Check", "Constraint", "Interval", "NoneMeans", "Options", "ParameterError",
+    "Parameterised", "String", "allowed", "check_value", "param_error",
 ]
 
 
@@ -59,7 +62,14 @@ def param_error(component: str, param: str, allowed_text: str, value: Any) -> Pa
 
 
 class Constraint(ABC):
-    """The values one parameter allows; ``str(constraint)`` says which, after "must be"."""
+    """The values one parameter allows; ``str(constraint)`` says which, after "must be".
+
+    ``why``, where a subclass sets it, is the reason for the constraint or the meaning of a value
+    (``"invertibility"``, ``"0 turns it off"``): messages and :func:`allowed` put it in
+    parentheses after the description; ``str(constraint)`` leaves it out.
+    """
+
+    why: str | None = None
 
     @abstractmethod
     def accepts(self, value: Any) -> bool:
@@ -92,16 +102,20 @@ class Interval(Constraint):
         Which bounds belong to the interval: ``"both"``, ``"left"``, ``"right"`` or ``"neither"``.
     cast:
         For ``float``: store ``float(value)`` (default) or the value as given.
+    why:
+        Optional reason for the bounds, shown in messages (``"invertibility"``).
     """
 
     def __init__(
-        self, kind: type, low: float | None, high: float | None, closed: str = "both", cast: bool = True
+        self, kind: type, low: float | None, high: float | None, closed: str = "both", cast: bool = True,
+        why: str | None = None,
     ) -> None:
         if kind not in (int, float):
             raise TypeError(f"Interval kind must be int or float, got {kind!r}")
         if closed not in ("both", "left", "right", "neither"):
             raise ValueError(f"Interval closed must be both, left, right or neither, got {closed!r}")
         self.kind, self.low, self.high, self.closed, self.cast = kind, low, high, closed, cast
+        self.why = why
 
     def accepts(self, value: Any) -> bool:
         if self.kind is int:
@@ -152,6 +166,20 @@ class Boolean(Constraint):
         return "true or false"
 
 
+class NoneMeans(Constraint):
+    """``None``, standing for what ``why`` says (``NoneMeans("automatic")`` reads ``None (automatic)``);
+    a plain ``None`` among a parameter's alternatives allows ``None`` without saying what it means."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def accepts(self, value: Any) -> bool:
+        return value is None
+
+    def __str__(self) -> str:
+        return "None"
+
+
 class String(Constraint):
     """Any string."""
 
@@ -199,9 +227,17 @@ def _alternatives(spec: ConstraintSpec) -> list[Constraint | None]:
     return list(spec) if isinstance(spec, list) else [spec]
 
 
+def _phrase(constraint: Constraint | None) -> str:
+    if constraint is None:
+        return "None"
+    why = getattr(constraint, "why", None)
+    return str(constraint) if why is None else f"{constraint} ({why})"
+
+
 def allowed(spec: ConstraintSpec) -> str:
-    """What ``spec`` allows, phrased to follow "must be" (``"a number in (0, 1] or None"``)."""
-    return " or ".join("None" if c is None else str(c) for c in _alternatives(spec))
+    """What ``spec`` allows, phrased to follow "must be", each alternative with its reason where it
+    has one (``"a number in (0, 1] or None"``, ``"a number in (0, inf) or None (automatic)"``)."""
+    return " or ".join(_phrase(c) for c in _alternatives(spec))
 
 
 def check_value(component: str, name: str, spec: ConstraintSpec, value: Any) -> Any:
@@ -232,13 +268,27 @@ class Parameterised:
     #: declared parameters that are accepted only to be refused with an explanation (a removed
     #: parameter): not listed by :meth:`get_params`, :meth:`describe` or ``repr``
     hidden_params: ClassVar[tuple[str, ...]] = ()
-    #: small, fast parameters for tests, benchmarks and ``--quick`` (where the defaults are slow)
+    #: small parameters at which the component is known to run correctly and fast: the conformance
+    #: tests and the benchmarks build it with them, and ``--quick`` caps an estimator's training
+    #: budget at them (:attr:`~scorebench.estimators.Estimator.budget_params`); read them through
+    #: :meth:`test_params_for`
     test_params: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def component_name(cls) -> str:
         """The name messages use: the registered name, else the class name in lower case."""
         return cls.__dict__.get("registered_name") or cls.registered_name or cls.__name__.lower()
+
+    @classmethod
+    def test_params_for(cls, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The test parameters of the variant of the component that ``params`` select (a new dict).
+
+        A component has one variant unless a parameter selects between variants with sizes of
+        their own (``lipschitz``'s ``family``); this default returns :attr:`test_params` whatever
+        ``params`` say, and such a component overrides it.  The component under test is
+        ``cls(**{**cls.test_params_for(params), **params})``: given parameters win.
+        """
+        return dict(cls.test_params)
 
     @classmethod
     def validate_params(cls, values: Mapping[str, Any]) -> dict[str, Any]:

@@ -294,9 +294,10 @@ class Suite:
         """The ``--quick`` version: the smallest step count and sample size of each grid, at most two
         seeds, and the training budget of each learned estimator cut to its quick value.
 
-        Each estimator's class says what quick means for it (``Estimator.quick_params``: its
-        ``quick_budget`` caps iterations, training set size, ...; a smaller value given in the file
-        stays); oracles have no budget and are unchanged.  A cut estimator has other parameters,
+        Each estimator's class says what quick means for it (``Estimator.quick_params``): each of
+        its ``budget_params`` (iterations, training set size, ...) is capped at its value in the
+        class's ``test_params``, the sizes its conformance tests and benchmarks run at (a smaller
+        value given in the file stays); oracles have no budget and are unchanged.  A cut estimator has other parameters,
         so its cells other ids than in the full suite (and other generators); an unchanged one
         keeps them.  :attr:`quick_cuts` records the cuts (see :func:`describe_quick_cuts`).
         """

@@ -48,7 +48,7 @@ variance or writes one process's coefficients into the step passes every consist
 (its exact law is still a Gaussian its samples agree with) and fails ``convergence``.
 
 **Estimators.**  Each check fits the estimator (with its own parameters: pass a small budget,
-such as ``cls(**cls.quick_params({}))``) on a 2-d Gaussian whose scores are known in closed form:
+such as its ``cls(**cls.test_params)``) on a 2-d Gaussian whose scores are known in closed form:
 
 * ``interface``: an :class:`~scorebench.estimators.Estimator` with a name, ``describe()``
   naming it, and ``needs_exact_target`` declared as a bool.
@@ -477,7 +477,7 @@ def estimator_checks(
     """The estimator checks (see the module docstring), one :class:`Check` at a time.
 
     The estimator is fitted with its own parameters: give it a small budget (its
-    ``quick_params``), each fit should take a second or two.  Fits are made the first time a
+    ``test_params``), each fit should take a second or two.  Fits are made the first time a
     check needs them and shared by the checks of one call.
 
     Parameters

@@ -127,15 +127,17 @@ class Estimator(Parameterised, ABC):
     #: ``fit`` needs the target itself, with closed-form marginals (its exact scores), not samples;
     #: suite validation refuses the estimator on other targets (plugins declare it the same way)
     needs_exact_target: ClassVar[bool] = False
-    #: the training budget under ``--quick``: parameter -> the largest value a quick run uses
-    #: (iterations, training set size, ...; see :meth:`quick_params`); empty: nothing to cut
-    quick_budget: ClassVar[dict[str, int]] = {}
+    #: the parameters that set the training budget (iterations, training-set size, ...): ``--quick``
+    #: caps each at its value in :attr:`test_params` (see :meth:`quick_params`); empty: nothing to cut
+    budget_params: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def quick_params(cls, params: dict[str, Any]) -> dict[str, Any]:
-        """The constructor ``params`` of the ``--quick`` version of this estimator: each parameter
-        of :attr:`quick_budget` capped at its quick value (see :func:`cut_budget`)."""
-        return cut_budget(cls, params, cls.quick_budget)
+        """The constructor ``params`` of the ``--quick`` version of this estimator: each of its
+        :attr:`budget_params` capped at its test value (:meth:`test_params_for` ``params``, so the
+        sizes the conformance tests and the benchmarks run at), as :func:`cut_budget` describes."""
+        small = cls.test_params_for(params)
+        return cut_budget(cls, params, {key: small[key] for key in cls.budget_params if key in small})
 
     @property
     def name(self) -> str:
@@ -151,18 +153,22 @@ class Estimator(Parameterised, ABC):
         """Return a fitted score model."""
 
 
-def cut_budget(
-    cls: type, params: dict[str, Any], caps: dict[str, int], defaults: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def cut_budget(cls: type, params: dict[str, Any], caps: dict[str, int]) -> dict[str, Any]:
     """``params`` with each integer parameter named in ``caps`` lowered to its cap.
 
-    A parameter's value is the one given in ``params``, else ``defaults``, else the constructor's
-    default.  A value at or below its cap (an explicitly smaller budget) stays, as does one that
-    is not a positive integer.  A parameter left at its default is added only where it is cut, so
-    that an estimator with nothing to cut keeps its parameters, and its cells their ids.  Caps
-    apply one at a time, in order, and a cut is kept only where ``cls`` still accepts the
-    parameters (a minibatch larger than a cut training set, say, keeps that training set).
+    A parameter's value is the one given in ``params``, else the one ``cls(**params).describe()``
+    reports (the default the estimator applies, which may depend on other parameters), else the
+    constructor's default.  A value at or below its cap (an explicitly smaller budget) stays, as
+    does one that is not a positive integer.  A parameter left at its default is added only where
+    it is cut, so that an estimator with nothing to cut keeps its parameters, and its cells their
+    ids.  Caps apply one at a time, in order, and a cut is kept only where ``cls`` still accepts
+    the parameters (a minibatch larger than a cut training set, say, keeps that training set);
+    parameters ``cls`` refuses are returned unchanged.
     """
+    try:
+        described = cls(**params).describe()
+    except (ValueError, TypeError):
+        return dict(params)
     try:
         signature = inspect.signature(cls).parameters
     except (TypeError, ValueError):
@@ -171,8 +177,8 @@ def cut_budget(
     for key, cap in caps.items():
         if key in out:
             now = out[key]
-        elif defaults is not None and key in defaults:
-            now = defaults[key]
+        elif key in described:
+            now = described[key]
         else:
             now = getattr(signature.get(key), "default", None)
         if not is_int_at_least(now, 1) or now <= cap:

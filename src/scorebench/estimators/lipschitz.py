@@ -48,7 +48,7 @@ import torch
 from torch import Tensor
 
 from ..params import Interval, Options, param_error
-from .base import ESTIMATORS, cut_budget
+from .base import ESTIMATORS
 from .networks import (
     LIPSCHITZ_ACTIVATIONS,
     LipschitzMLP,
@@ -70,6 +70,8 @@ from .training import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ..processes import ForwardProcess, Time
     from ..targets.base import Target
 
@@ -82,8 +84,9 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
         "iterations": 5000, "batch_size": 256, "weighting": "noise",
     },
 }
-#: the training budget of each family under ``--quick`` (see :meth:`Lipschitz.quick_params`)
-QUICK_BUDGET: dict[str, dict[str, int]] = {
+#: the test parameters of each family (:meth:`Lipschitz.test_params_for`): SGLD needs many cheap
+#: iterations, Adam on the network few costly ones; ``--quick`` caps the budget at them
+FAMILY_TEST_PARAMS: dict[str, dict[str, int]] = {
     "affine": {"iterations": 5000, "n_train": 2000},
     "network": {"iterations": 200, "n_train": 2000},
 }
@@ -144,8 +147,9 @@ class Lipschitz(LearnedEstimator):
         (default 0), hidden units (even for ``maxmin``; 128), hidden layers (3), 1-Lipschitz
         activation (``maxmin``, ``relu``, ``tanh``), Adam step (1e-3).
 
-    Under ``--quick`` (:data:`QUICK_BUDGET`) at most 5000 SGLD iterations (affine) or 200 Adam
-    iterations (network), on at most 2000 training points.
+    The test parameters depend on the family (:data:`FAMILY_TEST_PARAMS`, through
+    :meth:`test_params_for`): 5000 SGLD iterations (affine) or 200 Adam iterations (network), on
+    2000 training points; ``--quick`` caps :attr:`budget_params` at them.
     """
 
     param_constraints: ClassVar[dict] = {
@@ -154,7 +158,9 @@ class Lipschitz(LearnedEstimator):
         "L": _POSITIVE, "skip": [Interval(float, 0, None), None], "width": _COUNT, "depth": _COUNT,
         "activation": [Options(LIPSCHITZ_ACTIVATIONS), None], "lr": _POSITIVE,
     }
-    test_params: ClassVar[dict] = {"iterations": 50, "n_train": 200}
+    #: the default family's; :meth:`test_params_for` gives each family's
+    test_params: ClassVar[dict] = dict(FAMILY_TEST_PARAMS["affine"])
+    budget_params: ClassVar[tuple[str, ...]] = ("iterations", "n_train")
 
     def __init__(
         self, family: str = "affine", *, iterations: int | None = None, batch_size: int | None = None,
@@ -184,12 +190,11 @@ class Lipschitz(LearnedEstimator):
         self.seconds = checked["seconds"]
 
     @classmethod
-    def quick_params(cls, params: dict[str, Any]) -> dict[str, Any]:
-        """The family's :data:`QUICK_BUDGET` (its defaults depend on the family)."""
-        family = params.get("family", "affine")
-        if family not in FAMILIES:
-            return dict(params)
-        return cut_budget(cls, params, QUICK_BUDGET[family], FAMILY_DEFAULTS[family])
+    def test_params_for(cls, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The test parameters of the family ``params`` select (``affine`` by default; ``{}`` for
+        an unknown family, which the constructor refuses)."""
+        family = (params or {}).get("family", "affine")
+        return dict(FAMILY_TEST_PARAMS[family]) if family in FAMILIES else {}
 
     @property
     def preserves_affinity(self) -> bool:  # type: ignore[override]

@@ -71,19 +71,22 @@ class MLPDSM(LearnedEstimator):
         number of loss records (one every ``iterations // 100`` iterations) without improvement
         after which training stops.
 
-    Under ``--quick`` (:attr:`quick_budget`) at most 200 iterations on at most 2000 training points.
+    Its :attr:`test_params` (and ``--quick``, which caps :attr:`budget_params` at them) are 200
+    iterations on 2000 training points.
     """
 
-    quick_budget: ClassVar[dict[str, int]] = {"iterations": 200, "n_train": 2000}
     param_constraints: ClassVar[dict] = {
         "width": Interval(int, 1, None), "depth": Interval(int, 1, None),
         "lr": Interval(float, 0, None, closed="neither"), "iterations": Interval(int, 1, None),
         "batch_size": Interval(int, 1, None), "n_train": Interval(int, 1, None),
         "weighting": Options(WEIGHTINGS), "parametrization": Options(PARAMETRIZATIONS),
-        "ema": Interval(float, 0, 1, closed="left"), "seconds": [Interval(float, 0, None, closed="neither"), None],
-        "val_fraction": Interval(float, 0, 1, closed="left"), "patience": Interval(int, 1, None),
+        "ema": Interval(float, 0, 1, closed="left", why="0 turns it off"),
+        "seconds": [Interval(float, 0, None, closed="neither"), None],
+        "val_fraction": Interval(float, 0, 1, closed="left", why="0 turns it off"),
+        "patience": Interval(int, 1, None),
     }
-    test_params: ClassVar[dict] = {"width": 16, "depth": 2, "iterations": 20, "batch_size": 32, "n_train": 200}
+    test_params: ClassVar[dict] = {"iterations": 200, "n_train": 2000}
+    budget_params: ClassVar[tuple[str, ...]] = ("iterations", "n_train")
 
     def __init__(
         self, width: int = 128, depth: int = 3, lr: float = 1e-3, iterations: int = 5000, batch_size: int = 256,

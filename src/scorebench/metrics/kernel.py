@@ -12,7 +12,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from ..params import Interval
+from ..params import Interval, NoneMeans
 from .base import METRICS, SampleMetric
 
 _BLOCK = 2048
@@ -56,7 +56,9 @@ class MMD(SampleMetric):
     Unbiased, so it can be slightly negative when the laws agree.
     """
 
-    param_constraints: ClassVar[dict] = {"bandwidth": [Interval(float, 0, None, closed="neither", cast=False), None]}
+    param_constraints: ClassVar[dict] = {
+        "bandwidth": [Interval(float, 0, None, closed="neither", cast=False), NoneMeans("median heuristic")],
+    }
 
     def __init__(self, bandwidth: float | None = None) -> None:
         self.set_params_from(bandwidth=bandwidth)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import Tensor
 
-from ..params import Interval
+from ..params import Interval, NoneMeans
 from .base import SAMPLERS, RunState, Sampler
 
 if TYPE_CHECKING:
@@ -45,7 +45,8 @@ def gaussian_target_of(score: ScoreModel, t: float) -> tuple[Tensor, Tensor, Ten
 
 
 #: a JKO sampler's ``horizon``: the total flow time, or ``None`` for the time grid's own spacings
-HORIZON = [Interval(float, 0, None, closed="neither"), None]
+HORIZON = [Interval(float, 0, None, closed="neither", why="total JKO flow time"),
+           NoneMeans("the time grid's own spacings")]
 
 
 def step_scale(grid: Tensor, horizon: float | None) -> float:

@@ -65,7 +65,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..params import Boolean, Interval, Options
+from ..params import Boolean, Interval, NoneMeans, Options
 from .base import SAMPLERS, RunState, Sampler
 from .jko_exact_gaussian import HORIZON, step_scale
 
@@ -401,11 +401,13 @@ class JKOFlow(Sampler):
     noise_per_step = 0
     param_constraints: ClassVar[dict] = {
         "iterations": Interval(int, 1, None), "lr": Interval(float, 0, None, closed="neither"),
-        "width": Interval(int, 1, None), "depth": Interval(int, 1, None), "activation": Options(ACTIVATIONS),
-        "lipschitz": Interval(float, 0, 1, closed="neither"),
+        "width": Interval(int, 1, None), "depth": Interval(int, 1, None, why="hidden layers"),
+        "activation": Options(ACTIVATIONS),
+        "lipschitz": Interval(float, 0, 1, closed="neither", why="invertibility"),
         "grad_clip": [Interval(float, 0, None, closed="neither"), None], "horizon": HORIZON,
-        "growth": [Interval(float, 0, None, closed="neither"), None], "n_train": [Interval(int, 2, None), None],
-        "batch_size": [Interval(int, 1, None), None], "exact_logdet_dim": Interval(int, 0, None),
+        "growth": [Interval(float, 0, None, closed="neither"), NoneMeans("the grid's spacings")],
+        "n_train": [Interval(int, 2, None), NoneMeans("the particles")],
+        "batch_size": [Interval(int, 1, None), NoneMeans("full batch")], "exact_logdet_dim": Interval(int, 0, None),
         "probes": Interval(int, 1, None), "series_terms": Interval(int, 1, None), "warm_start": Boolean(),
     }
     test_params: ClassVar[dict] = {"iterations": 5, "width": 8, "n_train": 200, "batch_size": 100}

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..params import Boolean, Interval
+from ..params import Boolean, Interval, NoneMeans
 from .base import SAMPLERS, RunState, Sampler
 from .jko_exact_gaussian import HORIZON, step_scale
 
@@ -88,7 +88,8 @@ class JKOParticle(Sampler):
 
     noise_per_step = 0
     param_constraints: ClassVar[dict] = {
-        "iterations": Interval(int, 1, None), "damping": [Interval(float, 0, 1, closed="right"), None],
+        "iterations": Interval(int, 1, None),
+        "damping": [Interval(float, 0, 1, closed="right"), NoneMeans("automatic")],
         "bandwidth": [Interval(float, 0, None, closed="neither"), None], "horizon": HORIZON, "debias": Boolean(),
     }
     test_params: ClassVar[dict] = {"iterations": 5}

@@ -167,18 +167,19 @@ class ConvexReLU(LearnedEstimator):
     level, the final convex objective, constraint violation and residuals per level, and
     ``width`` (the largest number of active neurons at one level).
 
-    Under ``--quick`` (:attr:`quick_budget`) at most 100 solver iterations, 100 training points and
-    32 pattern directions (the cost of an iteration grows with patterns x points).
+    Its :attr:`test_params` (and ``--quick``, which caps :attr:`budget_params` at them) are 100
+    solver iterations, 100 training points and 32 pattern directions (the cost of an iteration
+    grows with patterns x points).
     """
 
-    quick_budget: ClassVar[dict[str, int]] = {"iterations": 100, "n_train": 100, "n_patterns": 32}
 
     param_constraints: ClassVar[dict] = {
         "beta": _POSITIVE, "n_train": Interval(int, 2, None), "n_times": Interval(int, 1, None),
         "n_patterns": Interval(int, 1, None), "iterations": Interval(int, 1, None), "tol": _POSITIVE,
         "seconds": [_POSITIVE, None], "t_min": [_POSITIVE, None], "solver": Options(SOLVERS), "rho": [_POSITIVE, None],
     }
-    test_params: ClassVar[dict] = {"n_train": 40, "n_times": 3, "n_patterns": 16, "iterations": 50}
+    test_params: ClassVar[dict] = {"iterations": 100, "n_train": 100, "n_patterns": 32}
+    budget_params: ClassVar[tuple[str, ...]] = ("iterations", "n_train", "n_patterns")
 
     def __init__(
         self, beta: float = 1e-2, n_train: int = 200, n_times: int = 8, n_patterns: int = 128,

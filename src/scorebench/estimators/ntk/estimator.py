@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
-from ...params import Check, Interval, Options, param_error
+from ...params import Check, Interval, NoneMeans, Options, param_error
 from ...validation import is_int_at_least
 from ..base import ESTIMATORS
 from ..training import (
@@ -93,26 +93,33 @@ class _Prepared:
     t_lo: float
 
 
-#: a positive number stored as given, or ``None`` (the parameter's automatic choice)
-_POSITIVE_OR_NONE = [Interval(float, 0, None, closed="neither", cast=False), None]
+_POSITIVE = Interval(float, 0, None, closed="neither", cast=False)
+
+
+def _positive_or(none_means: str) -> list:
+    """A positive number stored as given, or ``None`` for what ``none_means`` says."""
+    return [_POSITIVE, NoneMeans(none_means)]
 
 
 class _NTKBase(LearnedEstimator):
     """Parameters, validation and data preparation shared by ``ntk`` and ``ntk_kernel``.
 
-    Under ``--quick`` (:attr:`quick_budget`) both take at most 200 iterations on at most 500
-    training points, so that the network and its infinite-width limit stay comparable.
+    Both are tested (:attr:`test_params`), and run under ``--quick`` (which caps
+    :attr:`budget_params` at their test values), with 200 iterations on 500 training points, so
+    that the network and its infinite-width limit stay comparable.
     """
 
-    quick_budget: ClassVar[dict[str, int]] = {"iterations": 200, "n_train": 500}
     param_constraints: ClassVar[dict] = {
-        "n_train": Interval(int, 2, None), "iterations": Interval(int, 1, None), "seconds": _POSITIVE_OR_NONE,
-        "lr": _POSITIVE_OR_NONE, "stopping": Options(STOPPING), "val_fraction": Interval(float, 0, 1, closed="left"),
-        "sigma_xi": _POSITIVE_OR_NONE, "rkhs_norm": _POSITIVE_OR_NONE,
-        "t_min": [Interval(float, 0, None, cast=False), None], "radius": _POSITIVE_OR_NONE,
+        "n_train": Interval(int, 2, None), "iterations": Interval(int, 1, None), "seconds": [_POSITIVE, None],
+        "lr": _positive_or("automatic"), "stopping": Options(STOPPING),
+        "val_fraction": Interval(float, 0, 1, closed="left"),
+        "sigma_xi": _positive_or("estimated"), "rkhs_norm": _positive_or("estimated"),
+        "t_min": [Interval(float, 0, None, cast=False), NoneMeans("the process's")],
+        "radius": _positive_or("no truncation"),
         "log_points": Interval(int, 1, None), "max_n": Interval(int, 2, None),
     }
-    test_params: ClassVar[dict] = {"n_train": 100, "iterations": 20, "max_n": 200}
+    test_params: ClassVar[dict] = {"iterations": 200, "n_train": 500}
+    budget_params: ClassVar[tuple[str, ...]] = ("iterations", "n_train")
 
     def __init__(
         self, n_train: int, iterations: int, seconds: float | None, lr: float | None, stopping: str,
@@ -243,18 +250,18 @@ class NTK(_NTKBase):
     n_train, iterations, seconds, val_fraction, t_min, radius, log_points, max_n
         As for :class:`NTKKernel`.
 
-    Under ``--quick`` (:attr:`quick_budget`) also at most 256 neurons: the width sets the cost of
-    every training step and of every score evaluation while sampling.
+    Tested, and under ``--quick`` capped, also at 256 neurons: the width sets the cost of every
+    training step and of every score evaluation while sampling.
     """
 
-    quick_budget: ClassVar[dict[str, int]] = {**_NTKBase.quick_budget, "width": 256}
     param_constraints: ClassVar[dict] = {
         **_NTKBase.param_constraints, "width": Check(lambda w: is_int_at_least(w, 2) and w % 2 == 0,
                                                      "an even integer >= 2 (neurons come in pairs)"),
         "nu": Interval(float, 0, None, closed="neither"), "heads": Options(HEADS),
         "init_seed": [Interval(int, 0, None), None],
     }
-    test_params: ClassVar[dict] = {**_NTKBase.test_params, "width": 32}
+    test_params: ClassVar[dict] = {**_NTKBase.test_params, "width": 256}
+    budget_params: ClassVar[tuple[str, ...]] = (*_NTKBase.budget_params, "width")
 
     def __init__(
         self, width: int = 1024, n_train: int = 1000, iterations: int = 2000, seconds: float | None = None,
