@@ -18,7 +18,7 @@ from scorebench.results import FITS_FILE, SAMPLES_FILE, read_results
 from scorebench.runner import run_suite
 from scorebench.schema import BY_ROLE
 from scorebench.suite import SuiteError, load_suite
-from scorebench.task import CellResult, Task, release, run_task
+from scorebench.task import CellResult, Gather, Task, release, run_task
 
 SUITE = """
 [suite]
@@ -95,13 +95,20 @@ def _tasks(suite: object, run_id: str, session: str, by_fit: bool) -> list[Task]
 
 
 def test_the_plan_groups_cells_that_share_a_fit(run: tuple) -> None:
+    """For a distributed run: one task per (target, process, learning estimator, seed) holding that seed
+    of every cell sharing the fit; one task per cell for the closed-form estimators."""
     suite, _ = run
     cells = suite.cells()
     tasks = _tasks(suite, "r", "s", by_fit=True)
-    assert sorted(c.cell_id for t in tasks for c in t.cells) == sorted(c.cell_id for c in cells)
-    assert len(tasks) == len({fit_key(c) for c in cells}) == 6  # 2 targets x 1 process x 3 estimators
-    for task in tasks:
-        assert len({fit_key(c) for c in task.cells}) == 1
+    covered = sorted((c.cell_id, s) for t in tasks for c in t.cells for s in t.seeds_of(c))
+    assert covered == sorted((c.cell_id, s) for c in cells for s in suite.seeds_of(c))  # each once
+    learned = [t for t in tasks if t.seeds is not None]
+    assert len(learned) == 2 * 2  # affine: 2 targets x 2 seeds
+    for task in learned:
+        assert {fit_key(c) for c in task.cells} == {(task.cells[0].target, "vp", "affine")}
+        assert len(task.cells) == 4  # 2 samplers x 2 step counts
+    assert sorted(t.cells[0].cell_id for t in tasks if t.seeds is None) == sorted(
+        c.cell_id for c in cells if c.estimator != "affine")
     assert [t.cells for t in _tasks(suite, "r", "s", by_fit=False)] == [(c,) for c in cells]
 
 
@@ -126,8 +133,13 @@ def test_a_task_run_anywhere_gives_the_rows_the_runner_wrote(run: tuple, by_fit:
     files_before = sorted((p.name, p.stat().st_size) for p in out.iterdir())
     try:
         results: list[CellResult] = []
+        gather = Gather(suite)
         for task in _tasks(suite, run_id, session, by_fit)[::order]:
-            results.extend(run_task(pickle.loads(pickle.dumps(task))))
+            for part in run_task(pickle.loads(pickle.dumps(task))):
+                whole = gather.add(part)
+                if whole is not None:
+                    results.append(whole)
+        assert gather.waiting == 0 and len(results) == len(suite.cells())
     finally:
         release(session)
     assert sorted((p.name, p.stat().st_size) for p in out.iterdir()) == files_before  # it wrote nothing

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from .results import json_safe
 from .suite import SuiteError
-from .task import CellResult, Task, failed_rows, run_task
+from .task import CellResult, Task, failed_result, run_task
 
 #: how many times the client submits a task again after the worker running it died
 RETRIES = 1
@@ -85,8 +85,7 @@ class _CellsUnderLimit:
                 status, msg = "timeout", timeout_message(timeout, cell.cell_id)
             except WorkerDied as exc:
                 status, msg = "error", str(exc)
-            results.append(CellResult(cell.cell_id, failed_rows(task.suite, cell, task.run_id, task.device,
-                                                                status, msg)))
+            results.append(failed_result(task, cell, status, msg))
         return results
 
     def kill(self) -> None:
@@ -256,12 +255,14 @@ class DaskBackend:
         extra = {"resources": {"GPU": 1}} if self.gpu else {}
 
         def submit(task: Task, attempt: int) -> Any:
-            key = f"scorebench-{task.session[:8]}-{task.cells[0].cell_id}-{attempt}"
+            # the key names the task uniquely (the session, its index, the attempt): Dask never merges two
+            key = f"scorebench-{task.session[:8]}-{index[id(task)]}-{attempt}"
             future = self.client.submit(run_task_on_worker, task, timeout, key=key, pure=False, **extra)
             origin[future.key] = (task, attempt)
             return future
 
         origin: dict[str, tuple[Task, int]] = {}
+        index = {id(task): i for i, task in enumerate(tasks)}
         pending = as_completed([submit(task, 0) for task in tasks])
         self.running = len(tasks)
         for future in pending:
@@ -275,8 +276,7 @@ class DaskBackend:
                 self.running -= 1
                 msg = (f"the worker running the cell died ({attempt + 1} attempts): {exc}" if _worker_died(exc)
                        else f"the task failed on its worker: {type(exc).__name__}: {exc}")
-                yield from (CellResult(c.cell_id, failed_rows(task.suite, c, task.run_id, task.device, "error", msg))
-                            for c in task.cells)
+                yield from (failed_result(task, c, "error", msg) for c in task.cells)
                 continue
             finally:
                 future.release()

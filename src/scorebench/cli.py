@@ -31,6 +31,7 @@ from typing import Any
 import pandas as pd
 
 from . import __version__, compare, report
+from .backends import make_backend
 from .estimators import ESTIMATORS
 from .metrics import METRICS
 from .plugins import PluginError, describe_plugin, is_spec, load_object
@@ -148,6 +149,9 @@ def resume_command(args: argparse.Namespace, run_dir: Path, skip: Sequence[str] 
         words += ["--device", args.device]
     if args.timeout is not None:
         words += ["--timeout", f"{args.timeout:g}"]
+    for flag in ("workers", "scheduler", "scheduler_file"):
+        if getattr(args, flag, None) is not None:
+            words += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     if getattr(args, "compile", False):
         words.append("--compile")
     for cell in [*(args.skip or []), *skip]:
@@ -162,9 +166,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_dir = resolve_run_dir(suite, args.out, args.resume)
     args.run_dir = run_dir
     # a progress bar only on a terminal: in a log it is noise, and into a closed pipe it would stop the run
+    backend = make_backend(args.workers, args.scheduler, args.scheduler_file)
     runner = Runner(suite, run_dir, device=args.device, resume=args.resume, quick=args.quick,
                     progress=not args.no_progress and sys.stderr.isatty(), timeout=args.timeout,
-                    skip=args.skip or (), retry=args.retry or ())
+                    skip=args.skip or (), retry=args.retry or (), backend=backend)
     try:
         summary = runner.run()
     except (KeyboardInterrupt, Terminated) as exc:
@@ -257,6 +262,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 def _ladder(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
@@ -305,6 +320,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "(cells then run in a child process; default: the suite's timeout, else none)")
     p.add_argument("--skip", action="append", metavar="CELL_ID",
                    help="leave this cell out (recorded with status 'skipped'), repeatable")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive_int, metavar="N",
+                       help="run the cells on a Dask LocalCluster of N single-threaded worker processes "
+                            "(with --device cuda: one per GPU); docs/distributed.md")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run the cells on an existing Dask cluster, e.g. tcp://10.0.0.1:8786")
+    where.add_argument("--scheduler-file", metavar="PATH",
+                       help="run the cells on the Dask cluster whose scheduler wrote PATH "
+                            "(dask scheduler --scheduler-file PATH, dask-jobqueue, dask-cuda)")
     p.add_argument("--retry", action="append", metavar="STATUS", choices=[s for s in STATUSES if s != "ok"],
                    help="with --resume: run again the cells that have rows with this status "
                         "(timeout, error, oom, diverged, skipped), repeatable")

@@ -41,15 +41,33 @@ class Plan:
               by_fit: bool = False) -> list[Task]:
         """The cells to run as tasks, in plan order.
 
-        ``by_fit=False``: one cell per task (results are written cell by cell, and a time limit
-        applies per cell).  ``by_fit=True``: one task per fitted score, holding every cell to run
-        that shares its (target, process, estimator), in the order the plan first meets them.
+        ``by_fit=False``: one cell (every seed) per task, so that results are written cell by cell.
+        ``by_fit=True`` (a distributed run): the cells of an estimator that learns go by fitted
+        score, one task per (target, process, estimator, seed) holding that seed of every cell to
+        run that shares the fit, so that each fit happens once; the cells of an estimator that does
+        not learn (``learns = False``: a closed form, nothing to share) go one cell per task.
         """
+        if not by_fit:
+            return [Task(suite=suite, cells=(cell,), device=device, run_id=run_id, session=session,
+                         bootstrap=bootstrap) for cell in self.todo]
         groups: dict[Any, list[Cell]] = {}
-        for i, cell in enumerate(self.todo):
-            groups.setdefault(fit_key(cell) if by_fit else i, []).append(cell)
+        for cell in self.todo:
+            if _learns(suite, cell):
+                for seed in suite.seeds_of(cell):
+                    groups.setdefault((*fit_key(cell), seed), []).append(cell)
+            else:
+                groups[cell.cell_id] = [cell]
         return [Task(suite=suite, cells=tuple(cells), device=device, run_id=run_id, session=session,
-                     bootstrap=bootstrap) for cells in groups.values()]
+                     bootstrap=bootstrap, seeds=(key[-1],) if isinstance(key, tuple) else None)
+                for key, cells in groups.items()]
+
+
+def _learns(suite: Suite, cell: Cell) -> bool:
+    """Whether the cell's estimator declares that it learns (default: it does)."""
+    from .estimators import ESTIMATORS
+
+    spec = suite.spec("estimators", cell.estimator)
+    return bool(getattr(ESTIMATORS.factory(spec.resolved or spec.name), "learns", True))
 
 
 def make_plan(suite: Suite, finished: set[str], *, skip: set[str] = frozenset(), reverse: bool = False,

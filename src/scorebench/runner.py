@@ -57,7 +57,7 @@ from .results import (
 )
 from .rundir import RunLock, make_run_dir
 from .suite import Cell, Suite, SuiteError
-from .task import CellResult, failed_rows, release
+from .task import CellResult, Gather, failed_rows, release
 
 
 class RunnerCrash(RuntimeError):
@@ -212,6 +212,7 @@ class Runner:
         bar = tqdm(total=len(plan.todo), desc=self.suite.name, unit="cell", disable=not self.progress,
                    file=sys.stderr)
         done = failed = 0
+        gather = Gather(self.suite)
         results = self.backend.results(tasks, self.timeout)
         while True:
             if not dask and done < len(tasks):  # in order, one cell at a time: name the one running
@@ -221,6 +222,9 @@ class Runner:
                 result = next(results, None)
                 if result is None:
                     break
+                result = gather.add(result)
+                if result is None:  # other seeds of the cell still run
+                    continue
                 self.write(table, result, summary)
             except Exception as exc:  # a failing cell is a row: what reaches here is the runner's own fault
                 where = f"in cell {self.current.cell_id}: " if self.current is not None else ""

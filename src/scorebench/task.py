@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,9 @@ class Task:
     """Cells to run, with everything needed to run them anywhere.
 
     ``session`` names the run invocation: tasks of one session may share their process's caches.
+    ``seeds``: run only these seeds of each cell (``None``: all of them); the cell's rows are then
+    partial, and whoever gathers the other seeds adds the intervals over seeds
+    (:func:`~scorebench.evaluate.add_intervals`).
     """
 
     suite: Suite
@@ -40,6 +44,12 @@ class Task:
     run_id: str
     session: str
     bootstrap: int = 50
+    seeds: tuple[int, ...] | None = None
+
+    def seeds_of(self, cell: Cell) -> list[int]:
+        """The seeds of ``cell`` this task runs."""
+        every = self.suite.seeds_of(cell)
+        return every if self.seeds is None else [s for s in every if s in self.seeds]
 
 
 @dataclass
@@ -51,6 +61,8 @@ class CellResult:
     rows: list[dict[str, Any]]
     records: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
     counts: Counts = field(default_factory=Counts)
+    #: the seeds these rows cover (``None``: every seed of the cell, intervals included)
+    seeds: tuple[int, ...] | None = None
 
 
 #: session -> (workspace, evaluator); the last few sessions of this process
@@ -85,7 +97,7 @@ def run_cell(task: Task, cell: Cell) -> CellResult:
     samples = []
     metrics = {m: ws.suite.build_metric(m) for m in cell.metrics}
     traj = [m for m in metrics.values() if m.needs_trajectory]
-    for seed in ws.suite.seeds_of(cell):
+    for seed in task.seeds_of(cell):
         row = base_row(ws.suite, cell, seed, task.run_id, str(ws.device))
         sampled = execute(ws, cell, seed, row, counts, traj)
         if isinstance(sampled, Failed):
@@ -95,8 +107,43 @@ def run_cell(task: Task, cell: Cell) -> CellResult:
             seed_rows = evaluator.rows(cell, seed, row, metrics, sampled, counts)
         samples.append(sampling_record(ws, cell, seed, row, seed_rows, sampled.info))
         rows.extend(seed_rows)
-    add_intervals(rows)
-    return CellResult(cell.cell_id, rows, [*ws.take_records(), (SAMPLES_FILE, samples)], counts)
+    if task.seeds is None:
+        add_intervals(rows)
+    return CellResult(cell.cell_id, rows, [*ws.take_records(), (SAMPLES_FILE, samples)], counts,
+                      None if task.seeds is None else tuple(task.seeds_of(cell)))
+
+
+class Gather:
+    """Joins the results of a cell's seeds, run by different tasks, into the cell's result: the rows
+    in seed order with their intervals over seeds, the records, the summed seconds."""
+
+    def __init__(self, suite: Suite) -> None:
+        self.suite = suite
+        self._cells = {c.cell_id: c for c in suite.cells()}
+        self._parts: dict[str, list[CellResult]] = {}
+
+    def add(self, result: CellResult) -> CellResult | None:
+        """The whole cell's result once ``result`` completes it, else ``None`` (kept until then)."""
+        if result.seeds is None:
+            return result
+        parts = self._parts.setdefault(result.cell_id, [])
+        parts.append(result)
+        have = sorted(s for part in parts for s in part.seeds or ())
+        if have != sorted(self.suite.seeds_of(self._cells[result.cell_id])):
+            return None
+        del self._parts[result.cell_id]
+        parts.sort(key=lambda part: min(part.seeds or (0,)))
+        rows = [row for part in parts for row in part.rows]
+        add_intervals(rows)
+        counts = Counts()
+        for part in parts:
+            counts.add(part.counts)
+        return CellResult(result.cell_id, rows, [r for part in parts for r in part.records], counts)
+
+    @property
+    def waiting(self) -> int:
+        """Cells some of whose seeds have finished and others not."""
+        return len(self._parts)
 
 
 def base_row(suite: Suite, cell: Cell, seed: int, run_id: str, device: str) -> dict[str, Any]:
@@ -111,10 +158,19 @@ def base_row(suite: Suite, cell: Cell, seed: int, run_id: str, device: str) -> d
     }
 
 
-def failed_rows(suite: Suite, cell: Cell, run_id: str, device: str, status: str, message: str) -> list[dict]:
-    """The rows of a cell that did not run (every seed x metric), with ``status`` and ``message``."""
+def failed_rows(suite: Suite, cell: Cell, run_id: str, device: str, status: str, message: str,
+                seeds: Sequence[int] | None = None) -> list[dict]:
+    """The rows of a cell that did not run (each of ``seeds``, default every seed, x metric), with
+    ``status`` and ``message``."""
     return [{**base_row(suite, cell, seed, run_id, device), "metric": m, "status": status, "message": message}
-            for seed in suite.seeds_of(cell) for m in cell.metrics]
+            for seed in (suite.seeds_of(cell) if seeds is None else seeds) for m in cell.metrics]
+
+
+def failed_result(task: Task, cell: Cell, status: str, message: str) -> CellResult:
+    """The result of a cell of ``task`` that did not run: failed rows for the task's seeds of it."""
+    seeds = task.seeds_of(cell)
+    return CellResult(cell.cell_id, failed_rows(task.suite, cell, task.run_id, task.device, status, message, seeds),
+                      seeds=None if task.seeds is None else tuple(seeds))
 
 
 def sampling_record(ws: Workspace, cell: Cell, seed: int, row: dict[str, Any], rows: list[dict[str, Any]],

@@ -127,6 +127,9 @@ class Estimator(Parameterised, ABC):
     #: ``fit`` needs the target itself, with closed-form marginals (its exact scores), not samples;
     #: suite validation refuses the estimator on other targets (plugins declare it the same way)
     needs_exact_target: ClassVar[bool] = False
+    #: ``fit`` learns from data, so its cost is worth sharing: a distributed run keeps the cells that
+    #: share a fit in one task (:meth:`scorebench.plan.Plan.tasks`); a closed-form estimator says False
+    learns: ClassVar[bool] = True
     #: the parameters that set the training budget (iterations, training-set size, ...): ``--quick``
     #: caps each at its value in :attr:`test_params` (see :meth:`quick_params`); empty: nothing to cut
     budget_params: ClassVar[tuple[str, ...]] = ()

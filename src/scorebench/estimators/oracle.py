@@ -83,6 +83,7 @@ class Oracle(Estimator):
 
     preserves_affinity = True
     needs_exact_target = True
+    learns = False
 
     def fit(
         self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator | None = None
@@ -139,6 +140,7 @@ class NoisyOracle(Estimator):
     """
 
     needs_exact_target = True
+    learns = False
     param_constraints: ClassVar[dict] = {
         "eps": Interval(float, 0, None), "kind": Options(NOISE_KINDS), "n_features": Interval(int, 1, None),
         "bandwidth": Interval(float, 0, None, closed="neither"), "seed": Interval(int, None, None),
