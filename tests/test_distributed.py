@@ -191,3 +191,13 @@ def test_cuda_on_a_cluster_without_gpus_fails_at_once(tmp_path: Path) -> None:
                 "--no-progress", timeout=120)
     assert done.returncode == 2 and "cuda" in done.stderr.lower() and "Traceback" not in done.stderr
     assert not (tmp_path / "gpu" / "results.csv").exists()
+
+
+def test_a_sequential_run_does_not_import_dask(tmp_path: Path) -> None:
+    """Dask is a dependency of the --workers/--scheduler runs only: the default path never imports it."""
+    suite = write_suite(tmp_path)
+    code = ("import sys; from scorebench.cli import main; "
+            f"code = main(['run', {str(suite)!r}, '--out', {str(tmp_path / 'seq')!r}, '--no-progress']); "
+            "print(code, sorted({m.split('.')[0] for m in sys.modules} & {'dask', 'distributed'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip().splitlines()[-1] == "0 []", done.stderr

@@ -193,7 +193,7 @@ class Runner:
                                 device=str(self.device))
         self.run_id = previous["run_id"] if previous else self.run_dir.name
         self.backend.start(str(self.device), self.timeout)
-        if getattr(self.backend, "dashboard", None) and self.progress:
+        if getattr(self.backend, "dashboard", None):
             print(f"Dask dashboard: {self.backend.dashboard}", file=sys.stderr)
         info = self._provenance(previous)
         write_provenance(self.run_dir, info)
