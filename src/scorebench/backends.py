@@ -189,7 +189,12 @@ class DaskBackend:
         self.gpu = device.startswith("cuda")
         # a task whose worker died is retried by the client (RETRIES), not silently by the scheduler;
         # worker processes may start the child that runs a cell under the time limit
-        with dask.config.set({"distributed.scheduler.allowed-failures": 0, "distributed.worker.daemon": False}):
+        # glibc's trim threshold, which Dask's nanny sets to 64 KiB, makes every large temporary an
+        # mmap/munmap pair: a cell then spends as long in page faults as in its own arithmetic
+        environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
+                   if k != "MALLOC_TRIM_THRESHOLD_"}
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0, "distributed.worker.daemon": False,
+                              "distributed.nanny.pre-spawn-environ": environ}):
             try:
                 if self.workers is not None:
                     self.cluster = self._local_cluster(device)
@@ -205,7 +210,11 @@ class DaskBackend:
             except OSError as exc:
                 raise BackendError(f"cannot reach the Dask scheduler: {exc}") from exc
         if self.workers is None:
-            self.client.wait_for_workers(1, timeout=60)
+            try:
+                self.client.wait_for_workers(1, timeout=60)
+            except TimeoutError as exc:
+                raise BackendError(f"no Dask worker joined the scheduler {self.client.scheduler.address} "
+                                   "within 60 s: start workers (docs/distributed.md)") from exc
         self.facts = self.client.run(_worker_facts)
         if not self.facts:
             raise BackendError("the Dask cluster has no workers")

@@ -233,7 +233,7 @@ class Runner:
             failed += any(r["status"] not in ("ok", "skipped") for r in result.rows)
             bar.update(1)
             if dask:
-                bar.set_postfix_str(f"failed {failed}, running {self.backend.running} tasks")
+                bar.set_postfix_str(f"failed {failed}, tasks left {self.backend.running}")
         self.current = None
         bar.close()
         frame = read_results(self.run_dir)
