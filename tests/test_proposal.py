@@ -30,7 +30,7 @@ def rows(sampler: str, nfe_per_step: int, steps: list[int], value, *, metric: st
                 "metric": metric, "t": math.nan, "value": value(s, nfe_per_step * s, seed) if st == "ok" else math.nan,
                 "floor": floor, "ci_low": math.nan, "ci_high": math.nan, "status": st, "message": "",
                 "fit_s": 0.0, "sample_s": nfe_per_step * s / 1000, "metric_s": 0.0, "peak_mem_bytes": 0.0,
-                "device": "cpu", "exact": floor == 0,  # a zero floor here stands for an exact law
+                "device": "cpu", "exact": floor == 0, "host": "h",  # a zero floor here stands for an exact law
             })
     return out
 

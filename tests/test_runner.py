@@ -333,11 +333,13 @@ def test_migration_of_an_older_schema(tmp_path: Path, monkeypatch: pytest.Monkey
                                       first_run: tuple[Path, pd.DataFrame]) -> None:
     _, frame = first_run
     # the real step 1 -> 2: tables from before the init column started every chain from the prior
-    v1 = frame.drop(columns=["init"]).assign(schema_version=1)
+    # (and the last, 4 -> 5: tables from before the host column say nothing of where a cell ran)
+    v1 = frame.drop(columns=["init", "host"]).assign(schema_version=1)
     v1.to_csv(tmp_path / "results.csv", index=False)
     migrated = read_results(tmp_path)
     assert (migrated["init"] == "prior").all() and (migrated["schema_version"] == SCHEMA_VERSION).all()
-    pd.testing.assert_frame_equal(migrated.drop(columns=["init"]), frame.drop(columns=["init"]))
+    assert (migrated["host"] == "").all() and (frame["host"] != "").all()
+    pd.testing.assert_frame_equal(migrated.drop(columns=["init", "host"]), frame.drop(columns=["init", "host"]))
 
     old = frame.rename(columns={"value": "metric_value"}).drop(columns=["floor"])
     old["schema_version"] = SCHEMA_VERSION - 1
@@ -519,9 +521,9 @@ def test_exact_column_marks_exact_law_rows(tmp_path: Path, first_run: tuple[Path
     law = frame["metric"] == "exact_w2"
     assert law.any() and frame.loc[law, "exact"].all() and not frame.loc[~law, "exact"].any()
     assert (frame.loc[law, "floor"] == 0).all() and (frame.loc[law, "ci_low"] == frame.loc[law, "value"]).all()
-    v3 = frame.drop(columns=["exact"]).assign(schema_version=3)
+    v3 = frame.drop(columns=["exact", "host"]).assign(schema_version=3)
     v3.to_csv(tmp_path / "results.csv", index=False)
-    pd.testing.assert_frame_equal(read_results(tmp_path), frame)
+    pd.testing.assert_frame_equal(read_results(tmp_path).drop(columns=["host"]), frame.drop(columns=["host"]))
     # the migration reads the evidence: a noisy row given a zero floor and interval would be taken as exact
     forged = v3.copy()
     row = forged.index[forged["metric"] == "sliced_w2"][0]
