@@ -177,8 +177,9 @@ class DaskBackend:
         self.cluster: Any = None
         self.facts: dict[str, dict[str, Any]] = {}
         self.gpu = False
-        #: futures running now (for the progress line)
+        #: tasks not finished yet (for the progress line)
         self.running = 0
+        self._config: Any = None
 
     # -- starting ---------------------------------------------------------------------------
     def start(self, device: str, timeout: float | None) -> None:
@@ -187,28 +188,31 @@ class DaskBackend:
         from distributed import Client
 
         self.gpu = device.startswith("cuda")
+        if self.gpu and device != "cuda" and device != "cuda:0":
+            raise BackendError(f"--device {device}: on Dask give --device cuda (each worker sees its own card "
+                               "as cuda:0)")
         # a task whose worker died is retried by the client (RETRIES), not silently by the scheduler;
         # worker processes may start the child that runs a cell under the time limit
         # glibc's trim threshold, which Dask's nanny sets to 64 KiB, makes every large temporary an
         # mmap/munmap pair: a cell then spends as long in page faults as in its own arithmetic
         environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
                    if k != "MALLOC_TRIM_THRESHOLD_"}
-        with dask.config.set({"distributed.scheduler.allowed-failures": 0, "distributed.worker.daemon": False,
-                              "distributed.nanny.pre-spawn-environ": environ}):
-            try:
-                if self.workers is not None:
-                    self.cluster = self._local_cluster(device)
-                    self.client = Client(self.cluster)
-                elif self.scheduler_file is not None:
-                    if not os.path.isfile(self.scheduler_file):
-                        raise BackendError(f"--scheduler-file {self.scheduler_file}: no such file")
-                    self.client = Client(scheduler_file=self.scheduler_file, timeout="30s")
-                else:
-                    self.client = Client(self.scheduler, timeout="30s")
-            except BackendError:
-                raise
-            except OSError as exc:
-                raise BackendError(f"cannot reach the Dask scheduler: {exc}") from exc
+        # kept until close(): a nanny reads it again whenever it restarts a worker that died
+        self._config = dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                                        "distributed.worker.daemon": False,
+                                        "distributed.nanny.pre-spawn-environ": environ})
+        try:
+            if self.workers is not None:
+                self.cluster = self._local_cluster(device)
+                self.client = Client(self.cluster)
+            elif self.scheduler_file is not None:
+                if not os.path.isfile(self.scheduler_file):
+                    raise BackendError(f"--scheduler-file {self.scheduler_file}: no such file")
+                self.client = Client(scheduler_file=self.scheduler_file, timeout="30s")
+            else:
+                self.client = Client(self.scheduler, timeout="30s")
+        except OSError as exc:
+            raise BackendError(f"cannot reach the Dask scheduler: {exc}") from exc
         if self.workers is None:
             try:
                 self.client.wait_for_workers(1, timeout=60)
@@ -222,6 +226,16 @@ class DaskBackend:
             hosts = sorted({f["host"] for f in self.facts.values() if not f["cuda"]})
             raise BackendError(f"--device {device}: the Dask workers on {', '.join(hosts)} see no CUDA device; "
                                "run on GPU workers (docs/distributed.md) or choose --device cpu")
+        threads = self.client.nthreads()
+        if any(n != 1 for n in threads.values()):
+            many = sorted(w for w, n in threads.items() if n != 1)
+            raise BackendError(f"the Dask workers {', '.join(many)} run several threads: start them with "
+                               "--nthreads 1 (one cell at a time per process; docs/distributed.md)")
+        if self.gpu:
+            resources = {w: info.get("resources", {}) for w, info in self.client.scheduler_info()["workers"].items()}
+            if not all(r.get("GPU", 0) >= 1 for r in resources.values()):
+                raise BackendError(f"--device {device}: every Dask worker must declare the resource GPU=1 (one "
+                                   "card per worker: dask worker --resources GPU=1; docs/distributed.md)")
         if timeout is not None and any(f["daemon"] for f in self.facts.values()):
             raise BackendError("a time limit runs each cell in a child of the Dask worker, which daemonic workers "
                                "cannot start: start the workers with DASK_DISTRIBUTED__WORKER__DAEMON=False")
@@ -231,14 +245,14 @@ class DaskBackend:
 
         if not device.startswith("cuda"):
             return LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                dashboard_address=":0")
+                                dashboard_address=":0", memory_limit=0)
         import torch
 
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if gpus == 0:
             raise BackendError(f"--device {device}: this machine has no CUDA device")
         n = min(self.workers, gpus)
-        workers = {f"gpu-{i}": {"cls": Nanny, "options": {"nthreads": 1, "resources": {"GPU": 1},
+        workers = {f"gpu-{i}": {"cls": Nanny, "options": {"nthreads": 1, "resources": {"GPU": 1}, "memory_limit": 0,
                                                          "env": {"CUDA_VISIBLE_DEVICES": str(i)}}}
                    for i in range(n)}
         return SpecCluster(workers=workers, scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}})
@@ -257,38 +271,44 @@ class DaskBackend:
 
     # -- running ----------------------------------------------------------------------------
     def results(self, tasks: list[Task], timeout: float | None) -> Iterator[CellResult]:
-        """Submit every task, then yield each cell's result as its task finishes.  A task whose
-        worker died is submitted again :data:`RETRIES` times, then its cells are ``error`` rows."""
+        """Run the tasks, at most one per worker thread at a time, yielding each cell's result as its
+        task finishes.  A task whose worker died is submitted again :data:`RETRIES` times, then its
+        cells are ``error`` rows.  Any other failure of a task is the runner's own: it is raised, and
+        its cells stay missing for ``--resume``."""
         from distributed import as_completed
 
         extra = {"resources": {"GPU": 1}} if self.gpu else {}
+        # one task in flight per worker thread: a worker that dies then takes only its own task with
+        # it (Dask would queue more on it, and count the death against each of them)
+        slots = max(sum(self.client.nthreads().values()), 1)
+        queue = list(enumerate(tasks))[::-1]
+        origin: dict[str, tuple[int, Task, int]] = {}
 
-        def submit(task: Task, attempt: int) -> Any:
+        def submit(i: int, task: Task, attempt: int) -> Any:
             # the key names the task uniquely (the session, its index, the attempt): Dask never merges two
-            key = f"scorebench-{task.session[:8]}-{index[id(task)]}-{attempt}"
+            key = f"scorebench-{task.session[:8]}-{i}-{attempt}"
             future = self.client.submit(run_task_on_worker, task, timeout, key=key, pure=False, **extra)
-            origin[future.key] = (task, attempt)
+            origin[future.key] = (i, task, attempt)
             return future
 
-        origin: dict[str, tuple[Task, int]] = {}
-        index = {id(task): i for i, task in enumerate(tasks)}
-        pending = as_completed([submit(task, 0) for task in tasks])
+        pending = as_completed([submit(*queue.pop(), 0) for _ in range(min(slots, len(queue)))])
         self.running = len(tasks)
         for future in pending:
-            task, attempt = origin.pop(future.key)
+            i, task, attempt = origin.pop(future.key)
             try:
                 results = future.result()
             except Exception as exc:
-                if _worker_died(exc) and attempt < RETRIES:
-                    pending.add(submit(task, attempt + 1))
+                if not _worker_died(exc):
+                    raise RuntimeError(f"a task failed on its Dask worker: {type(exc).__name__}: {exc}") from exc
+                if attempt < RETRIES:
+                    pending.add(submit(i, task, attempt + 1))
                     continue
-                self.running -= 1
-                msg = (f"the worker running the cell died ({attempt + 1} attempts): {exc}" if _worker_died(exc)
-                       else f"the task failed on its worker: {type(exc).__name__}: {exc}")
-                yield from (failed_result(task, c, "error", msg) for c in task.cells)
-                continue
+                msg = f"the worker running the cell died ({attempt + 1} attempts): {exc}"
+                results = [failed_result(task, c, "error", msg) for c in task.cells]
             finally:
                 future.release()
+            if queue:
+                pending.add(submit(*queue.pop(), 0))
             self.running -= 1
             yield from results
 
@@ -296,12 +316,19 @@ class DaskBackend:
         self.close()
 
     def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-        if self.cluster is not None:
-            self.cluster.close()
-            self.cluster = None
+        """Close the client and the cluster this backend started; errors while closing are ignored
+        (the run's own outcome, or its interruption, is what the user must see)."""
+        import contextlib
+
+        for name in ("client", "cluster"):
+            thing = getattr(self, name)
+            setattr(self, name, None)
+            if thing is not None:
+                with contextlib.suppress(Exception):
+                    thing.close()
+        if self._config is not None:
+            self._config.__exit__(None, None, None)
+            self._config = None
 
 
 def _worker_died(exc: BaseException) -> bool:

@@ -38,7 +38,7 @@ class Plan:
     skipped: list[Cell] = field(default_factory=list)
 
     def tasks(self, suite: Suite, *, device: str, run_id: str, session: str, bootstrap: int,
-              by_fit: bool = False) -> list[Task]:
+              by_fit: bool = False, split_seeds: bool = True) -> list[Task]:
         """The cells to run as tasks, in plan order.
 
         ``by_fit=False``: one cell (every seed) per task, so that results are written cell by cell.
@@ -46,19 +46,23 @@ class Plan:
         score, one task per (target, process, estimator, seed) holding that seed of every cell to
         run that shares the fit, so that each fit happens once; the cells of an estimator that does
         not learn (``learns = False``: a closed form, nothing to share) go one cell per task.
+        ``split_seeds=False`` keeps a cell's seeds together (one task per fitted score and every
+        seed), as a per-cell time limit needs.
         """
         if not by_fit:
             return [Task(suite=suite, cells=(cell,), device=device, run_id=run_id, session=session,
                          bootstrap=bootstrap) for cell in self.todo]
         groups: dict[Any, list[Cell]] = {}
         for cell in self.todo:
-            if _learns(suite, cell):
+            if _learns(suite, cell) and not split_seeds:
+                groups.setdefault(fit_key(cell), []).append(cell)
+            elif _learns(suite, cell):
                 for seed in suite.seeds_of(cell):
                     groups.setdefault((*fit_key(cell), seed), []).append(cell)
             else:
                 groups[cell.cell_id] = [cell]
         return [Task(suite=suite, cells=tuple(cells), device=device, run_id=run_id, session=session,
-                     bootstrap=bootstrap, seeds=(key[-1],) if isinstance(key, tuple) else None)
+                     bootstrap=bootstrap, seeds=(key[-1],) if isinstance(key, tuple) and len(key) == 4 else None)
                 for key, cells in groups.items()]
 
 

@@ -208,7 +208,7 @@ class Runner:
                                      "left out with --skip"))
         dask = self.backend.name != "sequential"
         tasks = plan.tasks(self.suite, device=str(self.device), run_id=self.run_id, session=self.session,
-                           bootstrap=self.bootstrap, by_fit=dask)
+                           bootstrap=self.bootstrap, by_fit=dask, split_seeds=self.timeout is None)
         bar = tqdm(total=len(plan.todo), desc=self.suite.name, unit="cell", disable=not self.progress,
                    file=sys.stderr)
         done = failed = 0

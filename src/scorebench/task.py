@@ -128,11 +128,12 @@ class Gather:
             return result
         parts = self._parts.setdefault(result.cell_id, [])
         parts.append(result)
+        order = self.suite.seeds_of(self._cells[result.cell_id])
         have = sorted(s for part in parts for s in part.seeds or ())
-        if have != sorted(self.suite.seeds_of(self._cells[result.cell_id])):
+        if have != sorted(order):
             return None
         del self._parts[result.cell_id]
-        parts.sort(key=lambda part: min(part.seeds or (0,)))
+        parts.sort(key=lambda part: order.index((part.seeds or (order[0],))[0]))  # the suite's seed order
         rows = [row for part in parts for row in part.rows]
         add_intervals(rows)
         counts = Counts()
