@@ -83,10 +83,7 @@ def test_a_changed_number_is_caught(tmp_path: Path) -> None:
         pd.testing.assert_frame_equal(a.drop(columns=["cell_id"]), b.drop(columns=["cell_id"]), check_exact=True)
 
 
-@pytest.fixture
-def cluster(tmp_path: Path):
-    """A real ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1 (no nanny: a killed
-    worker stays dead), started as a user would; yields the scheduler file and the worker processes."""
+def _start_cluster(tmp_path: Path, threads: int = 1):
     file = tmp_path / "scheduler.json"
     env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
     procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
@@ -94,15 +91,38 @@ def cluster(tmp_path: Path):
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     wait_for(file.exists, seconds=60)
     workers = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(file),
-                                 "--nthreads", "1", "--no-nanny", "--host", "127.0.0.1", "--dashboard-address", ":0"],
+                                 "--nthreads", str(threads), "--no-nanny", "--host", "127.0.0.1",
+                                 "--dashboard-address", ":0"],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
-    procs += workers
+    return file, workers, procs + workers
+
+
+@pytest.fixture
+def cluster(tmp_path: Path):
+    """A real ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1 (no nanny: a killed
+    worker stays dead), started as a user would; yields the scheduler file and the worker processes."""
+    file, workers, procs = _start_cluster(tmp_path)
     try:
         yield file, workers
     finally:
         for proc in procs:
             proc.kill()
             proc.wait(10)
+
+
+def test_workers_with_several_threads_are_refused(tmp_path: Path) -> None:
+    """Two cells sharing a worker process would share its caches and its timed child: refused at start."""
+    file, _, procs = _start_cluster(tmp_path, threads=2)
+    try:
+        suite = write_suite(tmp_path)
+        done = _run("run", str(suite), "--out", str(tmp_path / "run"), "--scheduler-file", str(file),
+                    "--no-progress")
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(10)
+    assert done.returncode == 2 and "--nthreads 1" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "run" / "results.csv").exists()
 
 
 def test_an_external_cluster_survives_a_killed_worker(tmp_path: Path, cluster: tuple) -> None:
