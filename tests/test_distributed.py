@@ -199,6 +199,9 @@ def test_kill_9_of_the_client_then_resume_gives_the_uninterrupted_table(tmp_path
         done = _run("run", str(suite), "--out", str(out), "--resume", "--workers", "2", "--no-progress")
         assert done.returncode == 0, done.stderr
         pd.testing.assert_frame_equal(canonical(read_results(out)), truth)
+        resumed = json.loads((out / "provenance.json").read_text()).get("resumed", [])
+        assert resumed or moment == 0  # killed before its provenance was written, a run starts afresh
+        assert all((r["backend"], r["workers"]) == ("dask", 2) for r in resumed)
 
 
 def test_cuda_on_a_cluster_without_gpus_fails_at_once(tmp_path: Path) -> None:

@@ -167,7 +167,8 @@ class Runner:
         """The run's provenance: a fresh one, or ``previous`` with this session added to ``resumed``."""
         if previous:
             fresh = provenance({})
-            session = {k: fresh[k] for k in ("timestamp", "git_sha", "git_dirty", "packages", "hostname")}
+            session = {**{k: fresh[k] for k in ("timestamp", "git_sha", "git_dirty", "packages", "hostname")},
+                       **self.backend.info()}
             return {**previous, "resumed": [*previous.get("resumed", []), session]}
         return provenance({
             "run_id": self.run_id, "suite": self.suite.name, "suite_file": str(self.suite.path),
