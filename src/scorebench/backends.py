@@ -26,9 +26,8 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any, Protocol
 
-from .results import json_safe
 from .suite import SuiteError
-from .task import CellResult, Task, failed_result, run_task
+from .task import CellResult, Task, as_data, failed_result, run_task
 
 #: how many times the client submits a task again after the worker running it died
 RETRIES = 1
@@ -135,10 +134,7 @@ def run_task_on_worker(task: Task, timeout: float | None) -> list[CellResult]:
     import torch
 
     torch.set_num_threads(1)  # one task per single-threaded worker: threads would only compete
-    results = _LIMITED.run(task, timeout) if timeout is not None else run_task(task)
-    for result in results:
-        result.records = [(name, [json_safe(r) for r in batch]) for name, batch in result.records]
-    return results
+    return as_data(_LIMITED.run(task, timeout) if timeout is not None else run_task(task))
 
 
 def _worker_facts() -> dict[str, Any]:

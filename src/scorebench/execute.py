@@ -35,7 +35,7 @@ from .estimators.training import FitDiverged
 from .plugins import describe_plugin
 from .processes import time_grid
 from .results import FITS_FILE
-from .suite import Cell, Suite, derive_seed
+from .suite import AXES, SECTIONS, Cell, Suite, derive_seed
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: particles beyond this many times the reference's largest coordinate count as diverged
@@ -43,7 +43,7 @@ DIVERGENCE_FACTOR = 1e4
 #: what torch's CPU allocator says when an allocation fails (it raises a plain RuntimeError)
 _CPU_OOM = ("DefaultCPUAllocator: can't allocate memory", "DefaultCPUAllocator: not enough memory")
 #: the component sections of a cell and the cell attribute naming each one's label
-CELL_SECTIONS = {"targets": "target", "processes": "process", "estimators": "estimator", "samplers": "sampler"}
+CELL_SECTIONS = {section: attr for attr, section in AXES if section in SECTIONS}
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -133,11 +133,10 @@ class Counts:
     floor_s: float = 0.0
     fit_s_by_estimator: dict[str, float] = field(default_factory=dict)
 
-    def add(self, other: Counts | dict[str, Any]) -> None:
-        other = other if isinstance(other, dict) else other.__dict__
+    def add(self, other: Counts) -> None:
         for key in ("fit_s", "sample_s", "metric_s", "floor_s"):
-            setattr(self, key, getattr(self, key) + other[key])
-        for key, value in other["fit_s_by_estimator"].items():
+            setattr(self, key, getattr(self, key) + getattr(other, key))
+        for key, value in other.fit_s_by_estimator.items():
             self.fit_s_by_estimator[key] = self.fit_s_by_estimator.get(key, 0.0) + value
 
 
@@ -212,6 +211,7 @@ class Workspace:
         return self._plugins
 
     def plugins_of(self, cell: Cell, *sections: str) -> dict[str, dict[str, Any]]:
+        """The entries of :attr:`plugins` for ``cell``'s components of ``sections``."""
         keys = [f"{section}.{getattr(cell, CELL_SECTIONS[section])}" for section in sections]
         return {k: self.plugins[k] for k in keys if k in self.plugins}
 
@@ -359,8 +359,6 @@ def execute(ws: Workspace, cell: Cell, seed: int, row: dict[str, Any], counts: C
 def plugins_of_suite(suite: Suite) -> dict[str, dict[str, Any]]:
     """:func:`~scorebench.plugins.describe_plugin` of every component of ``suite`` from outside
     scorebench (a ``module:Name`` or file spec, or an installed entry point), by ``"section.label"``."""
-    from .suite import SECTIONS
-
     out = {}
     for section, specs in suite.components.items():
         for label, spec in specs.items():

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .estimators import ESTIMATORS
 from .results import DONE_FILE, PROVENANCE_FILE, TABLE_FILE, ResultsError, read_provenance
 from .schema import SCHEMA_VERSION
 from .suite import Cell, Suite, SuiteError
@@ -52,24 +53,22 @@ class Plan:
         if not by_fit:
             return [Task(suite=suite, cells=(cell,), device=device, run_id=run_id, session=session,
                          bootstrap=bootstrap) for cell in self.todo]
-        groups: dict[Any, list[Cell]] = {}
+        # key -> (the seeds the task runs, None for all of them; its cells)
+        groups: dict[Any, tuple[tuple[int, ...] | None, list[Cell]]] = {}
         for cell in self.todo:
-            if _learns(suite, cell) and not split_seeds:
-                groups.setdefault(fit_key(cell), []).append(cell)
-            elif _learns(suite, cell):
-                for seed in suite.seeds_of(cell):
-                    groups.setdefault((*fit_key(cell), seed), []).append(cell)
+            if not _learns(suite, cell):
+                groups[cell.cell_id] = (None, [cell])
+            elif not split_seeds:
+                groups.setdefault(fit_key(cell), (None, []))[1].append(cell)
             else:
-                groups[cell.cell_id] = [cell]
+                for seed in suite.seeds_of(cell):
+                    groups.setdefault((*fit_key(cell), seed), ((seed,), []))[1].append(cell)
         return [Task(suite=suite, cells=tuple(cells), device=device, run_id=run_id, session=session,
-                     bootstrap=bootstrap, seeds=(key[-1],) if isinstance(key, tuple) and len(key) == 4 else None)
-                for key, cells in groups.items()]
+                     bootstrap=bootstrap, seeds=seeds) for seeds, cells in groups.values()]
 
 
 def _learns(suite: Suite, cell: Cell) -> bool:
     """Whether the cell's estimator declares that it learns (default: it does)."""
-    from .estimators import ESTIMATORS
-
     spec = suite.spec("estimators", cell.estimator)
     return bool(getattr(ESTIMATORS.factory(spec.resolved or spec.name), "learns", True))
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from .evaluate import Evaluator, add_intervals
 from .execute import Counts, Failed, Workspace, execute
-from .results import SAMPLES_FILE
+from .results import SAMPLES_FILE, json_safe
 from .schema import SCHEMA_VERSION
 from .suite import Cell, Suite
 
@@ -145,6 +145,14 @@ class Gather:
     def waiting(self) -> int:
         """Cells some of whose seeds have finished and others not."""
         return len(self._parts)
+
+
+def as_data(results: list[CellResult]) -> list[CellResult]:
+    """``results`` with their records made plain JSON data (a plugin's diagnostics may hold tensors
+    or unpicklable objects), for the trip back from another process."""
+    for result in results:
+        result.records = [(name, [json_safe(r) for r in batch]) for name, batch in result.records]
+    return results
 
 
 def base_row(suite: Suite, cell: Cell, seed: int, run_id: str, device: str) -> dict[str, Any]:

@@ -61,8 +61,7 @@ def _serve(conn: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
     try:
-        from .results import json_safe
-        from .task import run_task
+        from .task import as_data, run_task
     except BaseException:
         conn.send(("crash", traceback.format_exc()))
         return
@@ -75,11 +74,7 @@ def _serve(conn: Any) -> None:
         if task is None:
             return
         try:
-            results = run_task(task)
-            # records become JSON data here (a plugin's diagnostics may hold tensors or unpicklable objects)
-            for result in results:
-                result.records = [(name, [json_safe(r) for r in batch]) for name, batch in result.records]
-            conn.send(("results", results))
+            conn.send(("results", as_data(run_task(task))))
         except BaseException:
             conn.send(("crash", traceback.format_exc()))
             return
