@@ -461,3 +461,11 @@ def test_shipped_suites_are_valid() -> None:
     assert {p.stem for p in shipped} >= {"smoke", "standard"}
     for path in shipped:
         assert load_suite(path).cells()
+
+
+def test_claims_tables_are_kept_and_anything_else_under_claims_is_refused(tmp_path: Path) -> None:
+    text = BASE + '\n[[claims]]\nid = "a"\n\n[[claims]]\nid = "b"\n'
+    assert [c["id"] for c in load_suite(write(tmp_path, text)).claims] == ["a", "b"]
+    assert load_suite(write(tmp_path, BASE)).claims == []
+    with pytest.raises(SuiteError, match=r"claims.*\[\[claims\]\] tables"):
+        load_suite(write(tmp_path, "claims = 3\n" + BASE))

@@ -112,7 +112,7 @@ SECTIONS: dict[str, Registry] = {
     "estimators": ESTIMATORS,
     "samplers": SAMPLERS,
 }
-TOP_KEYS = ("suite", *SECTIONS, "metrics", "grid")
+TOP_KEYS = ("suite", *SECTIONS, "metrics", "grid", "claims")
 SUITE_KEYS = ("name", "description", "seed", "device", "dtype", "timeout", "compile")
 GRID_KEYS = ("targets", "processes", "estimators", "samplers", "steps", "n_samples", "seeds", "time_grid", "init",
              "metrics")
@@ -213,6 +213,8 @@ class Suite:
     timeout: float | None = None
     #: run score kernels through ``torch.compile`` (``Sampler.sample(..., compile=True)``)
     compile: bool = False
+    #: the suite's ``[[claims]]`` tables, as written (:mod:`scorebench.claims` reads and checks them)
+    claims: list[dict[str, Any]] = field(default_factory=list)
     #: in a :meth:`quick` suite, the training budgets it cut: estimator label -> parameter -> [full, quick]
     quick_cuts: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     #: (the grids indexed, per grid: a set per axis and the seeds), built on first use
@@ -735,10 +737,13 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
         _check_compatibility(ctx, where, grid, built, built_metrics)
         grids.append(grid)
 
+    claims = data.get("claims", [])
+    if not isinstance(claims, list) or not all(isinstance(c, dict) for c in claims):
+        raise ctx.fail("claims", "expected one or more [[claims]] tables")
     return Suite(
         name=name, path=path, text=text, seed=seed, device=device, dtype=dtype, description=description,
         components=components, metrics=metrics, grids=grids, timeout=None if timeout is None else float(timeout),
-        compile=compile_,
+        compile=compile_, claims=claims,
     )
 
 
