@@ -43,7 +43,7 @@ METRIC_CASES = [(name, {}, METRIC_CLAIMS.get(name, {})) for name in sorted(METRI
     ("mmd", {"bandwidth": 1.0}, {"symmetric": True, "unbiased": True}),
     ("sinkhorn", {}, {}), ("bures_w2", {}, {}), ("mean_error", {}, {}), ("cov_error", {}, {}),
     ("score_mse", {}, {}), ("score_mse_traj", {}, {}), ("exact_w2", {}, {}), ("exact_w2", {"reference": "t_min"}, {}),
-    ("exact_kl", {}, {}),
+    ("exact_kl", {}, {}), ("mode_tv", {}, {}), ("mode_tv", {"assign": "soft"}, {}), ("modes_missed", {}, {}),
 ]
 
 #: (estimator, check) pairs known to fail, with the reason

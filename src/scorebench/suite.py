@@ -858,6 +858,12 @@ def _check_compatibility(
                     f"{where}: metrics.{mname} x targets.{tl}",
                     f"exact-law metric {mname!r} needs a Gaussian target (gaussian, gaussian_unknown_mean)",
                 )
+            if metric.needs_mixture_target and target.mode_weights() is None:
+                raise ctx.fail(
+                    f"{where}: metrics.{mname} x targets.{tl}",
+                    f"mode metric {mname!r} needs a mixture target with at least two modes (gmm); target "
+                    f"{target.name!r} is not one",
+                )
             if metric.needs_affine_sampler:
                 for sl in grid["samplers"]:
                     if not built["samplers"][sl].affine:

@@ -92,6 +92,11 @@ has its name and a version) and ``determinism``.
   the metric's reference law), ``shifted_law_positive`` (started from a shifted law: positive,
   larger for a larger shift), ``perturbed_score_larger`` (a sampler run with a perturbed score
   lands farther than with the exact score).
+* mode metrics, on ``ring8``: ``finite_in_unit_interval``, ``dropped_mode_seen`` (a sample missing
+  one of the eight modes scores above a target sample), ``permutation_invariance``,
+  ``float32_inputs``, ``determinism`` and ``input_checks`` (non-finite entries, one point, a wrong
+  shape and a one-mode target refused with a :class:`~scorebench.metrics.MetricInputError` naming
+  the metric).
 """
 
 from __future__ import annotations
@@ -116,7 +121,8 @@ from .processes import PROCESSES, ForwardProcess
 from .samplers.base import Sampler
 from .samplers.noise import NOISE_BLOCK
 from .targets.base import Target
-from .targets.gaussian import Gaussian
+from .targets.gaussian import GMM, Gaussian
+from .targets.mixture import GaussianMixture
 from .validation import is_int_at_least
 
 if TYPE_CHECKING:
@@ -795,7 +801,7 @@ def _metric_check_list(metric: Metric, symmetric: bool, unbiased: bool, process:
 
     makers: dict[str, Callable[..., list[tuple[str, Callable[[], str | None]]]]] = {
         "sample": _sample_metric_checks, "moment": _moment_metric_checks, "score": _score_metric_checks,
-        "trajectory": _score_metric_checks, "exact": _exact_metric_checks,
+        "trajectory": _score_metric_checks, "exact": _exact_metric_checks, "mode": _mode_metric_checks,
     }
     yield Check("interface", label, interface, metric)
     for name, fn in makers[kind](metric, symmetric=symmetric, unbiased=unbiased, process=process):
@@ -1065,6 +1071,64 @@ def _exact_metric_checks(
     return [
         ("zero_when_laws_agree", zero_when_laws_agree), ("shifted_law_positive", shifted_law_positive),
         ("perturbed_score_larger", perturbed_score_larger), ("determinism", determinism),
+    ]
+
+
+#: the mode metrics' target: ``ring8``, eight equal, well-separated modes
+MODE_TARGET = GMM(preset="ring8")
+
+
+def _mode_metric_checks(
+    metric: Any, *, symmetric: bool, unbiased: bool, process: ForwardProcess
+) -> list[tuple[str, Callable[[], str | None]]]:
+    target, n = MODE_TARGET, 2000
+    perfect = target.sample(n, _gen(1), dtype=torch.float64)
+    seven = GaussianMixture(target.weights[1:], target.means[1:], target.eigvals[1:])
+    dropped = seven.sample(n, _gen(2), dtype=torch.float64)  # mode 0 dropped, the others renormalised
+
+    def value(x: torch.Tensor) -> float:
+        return float(metric(x, target))
+
+    def finite_in_unit_interval() -> str:
+        values = {"target sample": value(perfect), "one mode dropped": value(dropped)}
+        bad = {k: v for k, v in values.items() if not (math.isfinite(v) and 0 <= v <= 1)}
+        assert not bad, f"values outside [0, 1]: {bad}"
+        return ", ".join(f"{k}: {v:.3g}" for k, v in values.items())
+
+    def dropped_mode_seen() -> str:
+        same, drop = value(perfect), value(dropped)
+        assert drop > same, (
+            f"a sample missing one of 8 modes gives {drop:.3g}, not more than a target sample's {same:.3g}")
+        return f"{same:.3g} < {drop:.3g}"
+
+    def permutation_invariance() -> None:
+        perm = torch.randperm(n, generator=_gen(8))
+        for x in (perfect, dropped):
+            a, b = value(x), value(x[perm])
+            assert abs(a - b) <= 1e-9, f"permuting the rows changed the value from {a:.6g} to {b:.6g}"
+
+    def float32_inputs() -> None:
+        a, b = value(dropped), value(dropped.float())
+        assert abs(a - b) <= 1e-3, f"float32 inputs give {b:.6g}, float64 inputs {a:.6g}"
+
+    def determinism() -> None:
+        a, b = value(dropped), value(dropped)
+        assert a == b, f"two calls gave {a!r} and {b!r}"
+
+    def input_checks() -> None:
+        name = metric.name
+        bad = perfect.clone()
+        bad[4, 1] = math.nan
+        _expect_refusal(lambda: metric(bad, target), "x with a NaN entry", MetricInputError, name)
+        _expect_refusal(lambda: metric(perfect[:1], target), "x of one point", MetricInputError, name)
+        _expect_refusal(lambda: metric(perfect[:, 0], target), "x of shape (n,)", MetricInputError, name)
+        _expect_refusal(lambda: metric(perfect, METRIC_TARGET), "a Gaussian (one-mode) target", MetricInputError,
+                        name)
+
+    return [
+        ("finite_in_unit_interval", finite_in_unit_interval), ("dropped_mode_seen", dropped_mode_seen),
+        ("permutation_invariance", permutation_invariance), ("float32_inputs", float32_inputs),
+        ("determinism", determinism), ("input_checks", input_checks),
     ]
 
 

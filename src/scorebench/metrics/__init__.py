@@ -17,6 +17,7 @@ from .base import (
 from .context import MetricContext
 from .exact_law import ExactKL, ExactW2
 from .kernel import MMD, EnergyDistance
+from .modes import ModeMetric, ModesMissed, ModeTV
 from .moments import BuresW2, CovError, MeanError, empirical_moments
 from .score import ScoreMSE, TrajectoryScoreMSE
 from .transport import W2, SinkhornDivergence, SlicedW2
@@ -38,6 +39,9 @@ __all__ = [
     "MetricContext",
     "MetricContractError",
     "MetricInputError",
+    "ModeMetric",
+    "ModeTV",
+    "ModesMissed",
     "MomentMetric",
     "NonConvergenceWarning",
     "SampleMetric",

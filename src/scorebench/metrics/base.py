@@ -14,7 +14,8 @@ returns rows:
 Each metric **declares** what it needs and how its value behaves, as class attributes (tags, in the
 spirit of scikit-learn's estimator tags): :attr:`~Metric.needs_marginals` (the target's exact
 marginals, hence exact scores), :attr:`~Metric.needs_moments` (its exact mean and covariance),
-:attr:`~Metric.needs_gaussian_target` (its exact Gaussian law), :attr:`~Metric.needs_affine_sampler`
+:attr:`~Metric.needs_gaussian_target` (its exact Gaussian law), :attr:`~Metric.needs_mixture_target`
+(a mixture of at least two modes and their exact posterior), :attr:`~Metric.needs_affine_sampler`
 and :attr:`~Metric.needs_affine_score` (an exact output law), :attr:`~Metric.needs_trajectory`
 (states recorded along the run, at :meth:`~Metric.record_steps` for :meth:`~Metric.record_particles`
 particles), :attr:`~Metric.deterministic` (no sampling noise: computed once per cell, floor 0,
@@ -36,6 +37,9 @@ The built-in families implement ``evaluate`` and ``floor`` on top of their ``__c
 * :class:`TrajectoryMetric`: a score model along the sampler's own trajectory (``score_mse_traj``).
 * :class:`ExactMetric`: the exact output law of an affine sampler on a Gaussian target against
   the target (``exact_w2``, ``exact_kl``): no Monte-Carlo noise, floor zero.
+* :class:`~scorebench.metrics.modes.ModeMetric`: the sample's mode weights, by the exact posterior
+  of a mixture target, against the mixture weights (``mode_tv``, ``modes_missed``); floor: the same
+  metric for ``y2``.
 
 ``kind`` names the family, for people; no code outside this package branches on it.
 
@@ -76,7 +80,7 @@ if TYPE_CHECKING:
 METRICS: Registry[Metric] = Registry("metric", "scorebench.metrics")
 
 #: the ``kind`` labels of the built-in families (descriptive only)
-METRIC_KINDS = ("sample", "moment", "score", "trajectory", "exact")
+METRIC_KINDS = ("sample", "moment", "score", "trajectory", "exact", "mode")
 
 #: Largest absolute value accepted in a metric's input (see :meth:`Metric.check_values`).  Sample
 #: metrics work with squared distances and moment metrics with covariances: for entries of
@@ -140,6 +144,8 @@ class Metric(Parameterised, ABC):
     needs_moments: ClassVar[bool] = False
     #: needs the target's exact Gaussian law (:meth:`~scorebench.targets.base.Target.gaussian_law`)
     needs_gaussian_target: ClassVar[bool] = False
+    #: needs a mixture target of at least two modes (:meth:`~scorebench.targets.base.Target.mode_weights`)
+    needs_mixture_target: ClassVar[bool] = False
     #: needs a sampler whose step is affine in ``(x, noise)`` (its exact output law)
     needs_affine_sampler: ClassVar[bool] = False
     #: needs a score model that stays affine in ``x`` (the estimator's ``preserves_affinity``)

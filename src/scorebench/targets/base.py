@@ -94,6 +94,21 @@ class Target(Parameterised, ABC):
         """
         return None
 
+    def mode_weights(self) -> Tensor | None:
+        """The weights ``pi_k`` (``(K,)`` float64, summing to 1) of the target's modes when it is a
+        mixture of at least two components, else ``None`` (the default).
+
+        Mode metrics (:mod:`scorebench.metrics.modes`) need it together with
+        :meth:`mode_log_posterior`, and suite validation refuses them on a target whose
+        ``mode_weights()`` is ``None``.
+        """
+        return None
+
+    def mode_log_posterior(self, x: Tensor) -> Tensor:
+        """``(n, K)`` float64 log posterior ``log P(mode = k | x)`` of each row of ``x`` (where
+        :meth:`mode_weights` is not ``None``)."""
+        raise NotImplementedError(f"target {self.name!r} is not a mixture of modes")
+
     def marginal(self, process: ForwardProcess, t: Time) -> Target:
         """The exact law of ``X_t = alpha_t X_0 + sigma_t Z`` as a target (only where
         :attr:`has_marginals`: Gaussian and Gaussian-mixture targets); it samples, has an exact

@@ -204,16 +204,32 @@ class GaussianMixture(Target):
         logit = tab.const[k] - 0.5 * (y * y / lam).sum(1)
         return logit, -(y / lam) @ U.T
 
-    def log_prob(self, x: Tensor) -> Tensor:
-        check_points(x, self.dim)
-        dtype = x.dtype
+    def _joint_log_probs(self, x: Tensor) -> Tensor:
+        """``(N, K)`` float64 ``log pi_k + log N(x; mu_k, Sigma_k)`` of checked points."""
         x = x.to(torch.float64)  # the matmul expansion cancels badly in float32 far from the origin
         if self.covariance_type == "full":
-            logits = torch.stack([self._full_component(x, k)[0] for k in range(self.n_components)], 1)
-        else:
-            y, means, eigvals, _ = self._rotated(x)
-            logits = self._diag_logits(y, means, eigvals)
-        return torch.logsumexp(logits, dim=1).to(dtype)
+            return torch.stack([self._full_component(x, k)[0] for k in range(self.n_components)], 1)
+        y, means, eigvals, _ = self._rotated(x)
+        return self._diag_logits(y, means, eigvals)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        check_points(x, self.dim)
+        return torch.logsumexp(self._joint_log_probs(x), dim=1).to(x.dtype)
+
+    def mode_weights(self) -> Tensor | None:
+        """The mixture weights ``pi_k`` (float64) when there are at least two components, else
+        ``None`` (a single Gaussian has no modes to cover)."""
+        return self.weights.clone() if self.n_components >= 2 else None
+
+    def mode_log_posterior(self, x: Tensor) -> Tensor:
+        r"""``(n, K)`` float64 log responsibilities, the exact posterior of the component:
+
+        .. math::
+            \log r_k(x) = \log \pi_k + \log N(x; \mu_k, \Sigma_k)
+                - \operatorname{logsumexp}_j \left(\log \pi_j + \log N(x; \mu_j, \Sigma_j)\right).
+        """
+        check_points(x, self.dim)
+        return torch.log_softmax(self._joint_log_probs(x), dim=1)
 
     def score(self, x: Tensor, compile: bool = False) -> Tensor:
         """Exact ``grad log p(x)``, shape ``(n, d)``, computed in ``x``'s dtype and accurate
