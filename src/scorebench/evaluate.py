@@ -7,7 +7,7 @@ it and is treated by what it declares (:mod:`scorebench.metrics.base`), never by
   noise and a zero-width interval, and its rows carry ``exact = True``;
 * any other metric gets its noise floor (the metric between two independent target samples of
   the cell's size), cached per (target, sample size, seed, metric);
-* a ``bootstrappable`` metric (sample and moment metrics) of a cell with a single seed gets a
+* a ``bootstrappable`` metric (sample, moment and mode metrics) of a cell with a single seed gets a
   percentile bootstrap interval over the particles; with several seeds, :func:`add_intervals`
   gives every (cell, metric, t) a Student-t 95% interval of the mean over the seeds.
 

@@ -25,6 +25,9 @@ Blessing et al. (2024) found a mode-coverage measure decisive on multi-modal tar
 sample distances such as W2 or MMD blur a dropped mode into a small change of value; their
 entropic mode coverage assigns each point to its most likely component.  The responsibilities
 here are those of the data law ``p_0``, the reference every sample metric compares with.
+The metrics see only how the mass is split among the modes, not where it lies within them: a
+sample spread too wide around every mode, or shifted within each, keeps its weights and sits at
+the floor.  Read them beside a sample distance, which sees the shape and blurs the weights.
 
 **Assignment.**  ``hard`` (the default) counts each point in its most likely mode, as Blessing et
 al. do: the counts of a perfect sample are then multinomial, whose noise floor has a closed form
@@ -132,7 +135,7 @@ def expected_modes_missed(weights: Tensor, n: int, tolerance: float) -> float:
     pi = torch.as_tensor(weights, dtype=torch.float64).cpu()
     counts, pmf = _binomial_pmf(int(n), pi)
     kept = reproduced(counts[None, :] / n, pi[:, None], tolerance)
-    return float(1.0 - (pmf * kept).sum(1).mean())
+    return float((pmf * ~kept).sum(1).mean())
 
 
 class ModeMetric(Metric):
