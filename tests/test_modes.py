@@ -184,6 +184,32 @@ def test_the_assignment_is_the_exact_posterior_not_the_nearest_mean() -> None:
     assert np.allclose(sample_mode_weights(target, x, "soft").numpy(), soft, rtol=1e-10)
 
 
+@pytest.mark.parametrize("kind", ["diag", "tied", "full"])
+def test_the_posterior_matches_scipy_for_every_covariance_kind(kind: str) -> None:
+    """Log responsibilities of three overlapping modes against scipy's densities and Bayes' rule."""
+    rng = np.random.default_rng(0)
+    means = np.array([[0.0, 0.0, 0.0], [1.5, 0.5, -1.0], [-1.0, 2.0, 0.5]])
+    weights = np.array([0.5, 0.3, 0.2])
+
+    def spd() -> np.ndarray:
+        a = rng.normal(size=(3, 3))
+        return a @ a.T + 0.3 * np.eye(3)
+
+    covs = {"diag": [np.diag(rng.uniform(0.3, 2.0, 3)) for _ in range(3)], "tied": [spd()] * 3,
+            "full": [spd() for _ in range(3)]}[kind]
+    if kind == "tied":
+        target = GMM(means=means.tolist(), weights=weights.tolist(), covs=covs[0].tolist(), covariance_type="tied")
+    else:
+        target = GMM(means=means.tolist(), weights=weights.tolist(), covs=np.stack(covs).tolist())
+    assert target.covariance_type == kind
+    x = target.sample(500, gen(16), dtype=torch.float64)
+    joint = np.stack([np.log(weights[k]) + stats.multivariate_normal(means[k], covs[k]).logpdf(x.numpy())
+                      for k in range(3)], 1)
+    truth = joint - np.logaddexp.reduce(joint, axis=1, keepdims=True)
+    assert np.allclose(target.mode_log_posterior(x).numpy(), truth, atol=1e-10)
+    assert np.allclose(target.mode_log_posterior(x.float()).numpy(), truth, atol=1e-4)
+
+
 def test_blocks_do_not_change_the_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     x = GMM(preset="gmm40").sample(3001, gen(14), dtype=torch.float64)
     target = GMM(preset="gmm40")
