@@ -13,6 +13,8 @@ import torch
 
 from scorebench.estimators import ESTIMATORS
 from scorebench.execute import Counts, Sampled, Workspace, execute
+from scorebench.processes import time_grid
+from scorebench.report import build_report
 from scorebench.results import MIGRATIONS, read_fit_records, read_results
 from scorebench.runner import run_suite
 from scorebench.schema import CELL_COLUMNS, SCHEMA_VERSION
@@ -112,11 +114,16 @@ def worst_relative_error(df: pd.DataFrame, theta: list[float]) -> float:
 
 
 @pytest.fixture(scope="module")
-def gaussian_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, list[float]]:
+def gaussian_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("gaussian")
     run_suite(load_suite(write(tmp, GAUSSIAN)), tmp / "run", progress=False)
-    (fit,) = read_fit_records(tmp / "run")  # one fit, shared by the cell and its exact_start, fine_grid variants
-    return read_results(tmp / "run"), fit["record"]["extra"]["theta"]
+    return tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def gaussian_run(gaussian_dir: Path) -> tuple[pd.DataFrame, list[float]]:
+    (fit,) = read_fit_records(gaussian_dir)  # one fit, shared by the cell and its exact_start, fine_grid variants
+    return read_results(gaussian_dir), fit["record"]["extra"]["theta"]
 
 
 def test_gaussian_decomposition_matches_the_closed_form(gaussian_run: tuple[pd.DataFrame, list[float]]) -> None:
@@ -129,6 +136,23 @@ def test_gaussian_decomposition_matches_the_closed_form(gaussian_run: tuple[pd.D
     # every source matters here: removing any one of them lowers the error
     for ablation in ("exact_start", "exact_score", "fine_grid"):
         assert rows.loc[ablation, "value"] < rows.loc["none", "value"]
+
+
+def test_the_report_stacks_the_parts(gaussian_dir: Path, gaussian_run: tuple[pd.DataFrame, list[float]],
+                                     tmp_path: Path) -> None:
+    expected = closed_form(gaussian_run[1])
+    report = build_report([gaussian_dir], tmp_path)
+    (row,) = pd.read_csv(tmp_path / "decomposition.csv").to_dict("records")
+    assert (row["sampler"], row["steps"], row["init"], row["fine_steps"]) == ("em", STEPS, "prior", FINE)
+    for ablation, part in (("exact_start", "init_part"), ("exact_score", "score_part"), ("fine_grid", "disc_part")):
+        assert row[part] == pytest.approx(expected["none"] - expected[ablation], rel=1e-6)
+    parts = row["init_part"] + row["score_part"] + row["disc_part"] + row["residual"]
+    assert parts == pytest.approx(expected["none"], rel=1e-9)
+    assert [r.file for r in report.figures if r.kind == "decomposition"] == ["decomposition-em.png"]
+    assert (tmp_path / "decomposition-em.png").stat().st_size > 0
+    # the heatmap shows the cell as the grid gives it, not a variant
+    heat = (tmp_path / "report.md").read_text().split("## Error decomposition")[0]
+    assert "fine_grid" not in heat and "exact_score" not in heat
 
 
 def test_a_variant_that_removes_nothing_fails_the_closed_form(
@@ -240,8 +264,6 @@ def test_ring8_with_a_learned_score(tmp_path: Path) -> None:
     target, process = ws.of(oracle_cell, "targets"), ws.of(oracle_cell, "processes")
     gen = ws.generator("sample", ws.spec(oracle_cell, "targets"), ws.spec(oracle_cell, "processes"),
                        ws.spec(cells["mlp", "none"], "estimators"), 500, 0)
-    from scorebench.processes import time_grid
-
     by_hand = ws.of(oracle_cell, "samplers").sample(ESTIMATORS.build("oracle").fit(target, process), process, 500,
                                                      time_grid(process, 20, "uniform"), gen, dtype=torch.float32)
     assert isinstance(variant, Sampled) and isinstance(parent, Sampled)
