@@ -202,7 +202,7 @@ def test_verdict_needs_both_significance_and_tolerance() -> None:
 def synthetic(values: list[float]) -> pd.DataFrame:
     """One cell, one metric, one row per seed, every row marked ``ok`` (whatever its value)."""
     cell = {"target": "g2", "process": "vp", "estimator": "oracle", "sampler": "em", "steps": 10,
-            "time_grid": "uniform", "init": "prior", "n_samples": 300}
+            "time_grid": "uniform", "init": "prior", "ablation": "none", "n_samples": 300}
     return pd.DataFrame([{**cell, "cell_id": "c0", "metric": "sliced_w2", "t": math.nan, "seed": seed, "value": v,
                           "floor": 0.01, "ci_low": math.nan, "ci_high": math.nan, "status": "ok", "message": "",
                           "sample_s": 1.0, "fit_s": 0.0} for seed, v in enumerate(values)])

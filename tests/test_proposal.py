@@ -26,7 +26,8 @@ def rows(sampler: str, nfe_per_step: int, steps: list[int], value, *, metric: st
             out.append({
                 "schema_version": 2, "run_id": "r", "suite": "p", "cell_id": f"{sampler}-{s}", "seed": seed,
                 "target": target, "process": "vp", "estimator": "oracle", "sampler": sampler, "steps": s,
-                "time_grid": "uniform", "init": "prior", "nfe": float(nfe_per_step * s), "n_samples": 500,
+                "time_grid": "uniform", "init": "prior", "ablation": "none", "nfe": float(nfe_per_step * s),
+                "n_samples": 500,
                 "metric": metric, "t": math.nan, "value": value(s, nfe_per_step * s, seed) if st == "ok" else math.nan,
                 "floor": floor, "ci_low": math.nan, "ci_high": math.nan, "status": st, "message": "",
                 "fit_s": 0.0, "sample_s": nfe_per_step * s / 1000, "metric_s": 0.0, "peak_mem_bytes": 0.0,

@@ -605,13 +605,14 @@ def _g(x: float, spec: str = ".4g") -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
-#: the header of a cell's columns in compare's tables (the start is shown with the grid)
-CELL_HEADER = [label(c) for c in CELL_COLUMNS if c != "init"]
+#: the header of a cell's columns in compare's tables (the start and the ablation are shown with the grid)
+CELL_HEADER = [label(c) for c in CELL_COLUMNS if c not in ("init", "ablation")]
 
 
 def _grid(row: Any) -> str:
-    """The time grid, and the start where it is not the prior."""
-    return row.time_grid if row.init == "prior" else f"{row.time_grid}, {row.init} start"
+    """The time grid, the start where it is not the prior, and an error-decomposition variant's ablation."""
+    return (row.time_grid + ("" if row.init == "prior" else f", {row.init} start")
+            + ("" if row.ablation == "none" else f", ablation {row.ablation}"))
 
 
 def _table(header: list[str], body: list[list[str]]) -> list[str]:

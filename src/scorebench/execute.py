@@ -9,7 +9,9 @@ resuming: the caches save work and change no number.
 
 * **Seeding.** The sampling generator leaves out the sampler: samplers of the same cell share
   their initial noise and, step for step, their Brownian increments (common random numbers),
-  which makes paired comparisons sharp.  Reference samples are shared likewise.
+  which makes paired comparisons sharp.  Reference samples are shared likewise.  No generator
+  depends on a cell's ``ablation``: an error-decomposition variant (an exact start, the exact
+  score, a fine grid) draws from its parent's generators and shares its parent's fit.
 * **Timing.** Fit and sampling seconds are recorded separately (``torch.cuda.synchronize``
   around timed regions on CUDA); peak memory is ``torch.cuda.max_memory_allocated`` on CUDA and
   the process's peak resident set during sampling on Linux CPUs (:class:`PeakMemory`).
@@ -31,6 +33,7 @@ from typing import Any
 import torch
 
 from .device import resolve_device
+from .estimators import ESTIMATORS
 from .estimators.training import FitDiverged
 from .plugins import describe_plugin
 from .processes import time_grid
@@ -253,6 +256,15 @@ class Workspace:
             raise model
         return model, seconds, fresh
 
+    def exact_score(self, cell: Cell) -> Any:
+        """The exact score of ``cell``'s target under its process (the ``oracle`` estimator), which
+        an ``exact_score`` decomposition variant uses instead of the cell's estimator; built once per
+        (target, process)."""
+        key = ("exact_score", cell.target, cell.process)
+        if key not in self._objects:
+            self._objects[key] = ESTIMATORS.build("oracle").fit(self.of(cell, "targets"), self.of(cell, "processes"))
+        return self._objects[key]
+
     def _fit_record(self, cell: Cell, seed: int, record: dict[str, Any], seconds: float) -> None:
         self.records.append({
             "run_id": self.run_id, "target": cell.target, "process": cell.process, "estimator": cell.estimator,
@@ -306,10 +318,13 @@ def execute(ws: Workspace, cell: Cell, seed: int, row: dict[str, Any], counts: C
     states: list[tuple[float, torch.Tensor]] = []
     info: dict[str, Any] = {}
     try:
-        try:
-            score, fit_s, fresh = ws.fit(cell, seed)
-        except FitDiverged as exc:
-            return Failed("diverged", f"fit diverged: {exc}")
+        if cell.ablation == "exact_score":  # the exact score replaces the cell's estimator: nothing to fit
+            score, fit_s, fresh = ws.exact_score(cell), 0.0, False
+        else:
+            try:
+                score, fit_s, fresh = ws.fit(cell, seed)
+            except FitDiverged as exc:
+                return Failed("diverged", f"fit diverged: {exc}")
         row["fit_s"] = fit_s
         if fresh:
             counts.fit_s += fit_s

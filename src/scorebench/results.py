@@ -62,9 +62,15 @@ def _add_host(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(host=pd.Series("", index=df.index, dtype="string"))
 
 
+def _add_ablation(df: pd.DataFrame) -> pd.DataFrame:
+    """Version 5 -> 6: the ``ablation`` column.  Version 5 had no error-decomposition variants:
+    every row is a cell as its suite gave it (``none``)."""
+    return df.assign(ablation=pd.Series("none", index=df.index, dtype="string"))
+
+
 #: ``MIGRATIONS[v]`` turns a version-``v`` table into a version-``v + 1`` table
 MIGRATIONS: dict[int, Callable[[pd.DataFrame], pd.DataFrame]] = {
-    1: _add_init, 2: _one_line_messages, 3: _add_exact, 4: _add_host,
+    1: _add_init, 2: _one_line_messages, 3: _add_exact, 4: _add_host, 5: _add_ablation,
 }
 
 TABLE_FILE = "results.csv"

@@ -77,7 +77,7 @@ class Column:
 
 
 #: the schema version rows of :data:`SCHEMA` carry; older tables are migrated by ``results.MIGRATIONS``
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: every column of the current schema, in table order
 SCHEMA: tuple[Column, ...] = (
@@ -94,6 +94,9 @@ SCHEMA: tuple[Column, ...] = (
     Column("time_grid", "string", "identity", "the time grid's kind", cell=True, short="grid"),
     Column("init", "string", "identity", "where chains start: the prior or exact p_T draws", cell=True,
            short="start"),
+    Column("ablation", "string", "identity",
+           "the error source an error-decomposition variant removes: none (the cell as given), exact_start, "
+           "exact_score or fine_grid", cell=True),
     Column("nfe", "float64", "cost", "score evaluations per particle"),
     Column("n_samples", "int64", "identity", "particles sampled", cell=True, short="n"),
     Column("metric", "string", "identity", "the metric's label"),

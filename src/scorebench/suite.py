@@ -9,6 +9,9 @@ A suite is a TOML file::
     dtype = "float32"       # float32 | float64
     timeout = 600           # optional: seconds a cell may run; past it the cell is stopped (status timeout)
     compile = false         # optional: run the exact mixture score through torch.compile (run --compile)
+    decompose = false       # optional: error decomposition rows (each cell with ground truth runs again
+                            # with each error source removed: exact start, exact score, fine grid)
+    decompose_steps = 1000  # optional, with decompose: the fine grid's steps
 
     [targets.ring]          # a label, used in result tables
     name = "gmm"            # registered name (defaults to the label), or a plugin outside scorebench:
@@ -43,6 +46,14 @@ as the initial law, so that the error measured is the discretisation (and score)
 without the initialisation error a probability-flow ODE never contracts.  ``"exact"`` needs a
 target with exact marginals and a time-reversal sampler (a JKO gradient flow starts from its
 own law).
+
+``decompose = true`` adds to every cell whose target has exact marginals (ground truth) its
+variants, each removing one source of error by common random numbers (:meth:`Suite.variants`,
+docs/theory.md F.7): ``exact_start`` (exact ``p_T`` draws instead of the prior), ``exact_score``
+(the oracle instead of the cell's estimator) and ``fine_grid`` (``decompose_steps`` steps).  Their
+rows carry the ``ablation`` column; a grid's own cells have ``ablation = "none"``.  Cells of
+targets without exact marginals run as usual and get no variants; a decomposed suite none of whose
+targets has exact marginals is an error.  It multiplies the cost by up to four.
 
 Every mistake raises one :class:`SuiteError` naming the file, the key path and what is
 allowed.  Incompatible choices (an oracle estimator or a score metric on a target without
@@ -113,11 +124,15 @@ SECTIONS: dict[str, Registry] = {
     "samplers": SAMPLERS,
 }
 TOP_KEYS = ("suite", *SECTIONS, "metrics", "grid", "claims")
-SUITE_KEYS = ("name", "description", "seed", "device", "dtype", "timeout", "compile")
+SUITE_KEYS = ("name", "description", "seed", "device", "dtype", "timeout", "compile", "decompose", "decompose_steps")
 GRID_KEYS = ("targets", "processes", "estimators", "samplers", "steps", "n_samples", "seeds", "time_grid", "init",
              "metrics")
 #: where a chain starts: the sampler's own initial law, or exact draws of p_T
 INITS = ("prior", "exact")
+#: the error source each variant of a decomposed cell removes (``none``: the cell as the grid gives it)
+ABLATIONS = ("none", "exact_start", "exact_score", "fine_grid")
+#: the fine grid's steps of a decomposed suite when ``decompose_steps`` is not given
+DEFAULT_DECOMPOSE_STEPS = 1000
 DTYPES = ("float32", "float64")
 #: CUDA device indices above 127 wrap around in torch (``cuda:128`` is ``cuda:-128``)
 DEVICE_RE = re.compile(r"auto|cpu|cuda(:(0|[1-9]\d?|1[01]\d|12[0-7]))?")
@@ -189,6 +204,8 @@ class Cell:
     metrics: tuple[str, ...]
     cell_id: str
     init: str = "prior"
+    #: the error source this cell removes from its parent (:data:`ABLATIONS`; ``"none"``: a grid's own cell)
+    ablation: str = "none"
 
     def labels(self) -> dict[str, Any]:
         """The cell's result-table identity: its value of every :data:`~scorebench.schema.CELL_COLUMNS` column."""
@@ -215,6 +232,14 @@ class Suite:
     compile: bool = False
     #: the suite's ``[[claims]]`` tables, as written (:mod:`scorebench.claims` reads and checks them)
     claims: list[dict[str, Any]] = field(default_factory=list)
+    #: add the error-decomposition variants of every cell with ground truth (see :meth:`cells`)
+    decompose: bool = False
+    #: the steps of a decomposed cell's ``fine_grid`` variant
+    decompose_steps: int = DEFAULT_DECOMPOSE_STEPS
+    #: the target labels with exact marginals (ground truth) and the gradient-flow sampler labels,
+    #: read off the built components when the suite is parsed (:meth:`cells` builds nothing)
+    ground_truth_targets: frozenset[str] = frozenset()
+    gradient_flow_samplers: frozenset[str] = frozenset()
     #: in a :meth:`quick` suite, the training budgets it cut: estimator label -> parameter -> [full, quick]
     quick_cuts: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     #: (the grids indexed, per grid: a set per axis and the seeds), built on first use
@@ -244,12 +269,16 @@ class Suite:
         return METRICS.build(name, **self.metrics[name])
 
     def cells(self) -> list[Cell]:
-        """Every cell of every grid, in file order, without duplicates.
+        """Every cell of every grid, in file order, without duplicates, then (in a ``decompose``
+        suite) the error-decomposition variants of the grids' cells, in the same order.
 
         A cell's id is the sha256 of the canonical JSON of its components (one with very long
         parameters by its own sha256, see :func:`_component_json`), labels and settings.  The JSON
         is assembled from pieces formatted once per component, so expanding a grid costs time
         linear in its cells, not in cells x the size of their parameters.
+
+        Variants (:meth:`variants`) take the id of the cell their labels describe, hashed with
+        their ``ablation``: they never share an id with a grid's own cell.
         """
         comp = {section: {label: _component_json(spec.as_dict()) for label, spec in table.items()}
                 for section, table in self.components.items()}
@@ -259,24 +288,62 @@ class Suite:
             for tl, pl, el, sl in itertools.product(g["targets"], g["processes"], g["estimators"], g["samplers"]):
                 pieces = []
                 for n, kind, init in itertools.product(g["n_samples"], g["time_grid"], g["init"]):
-                    # json.dumps(key, sort_keys=True): estimator, [init], labels, n_samples, process, sampler,
-                    # steps, target, time_grid; prior-start cells keep the ids they had before init existed
-                    head = (f'{{"estimator": {comp["estimators"][el]}, '
-                            + (f'"init": {_key_json(init)}, ' if init != "prior" else "")
-                            + f'"labels": {_key_json([tl, pl, el, sl])}, "n_samples": {_key_json(n)}, '
-                            f'"process": {comp["processes"][pl]}, "sampler": {comp["samplers"][sl]}, "steps": ')
-                    tail = f', "target": {comp["targets"][tl]}, "time_grid": {_key_json(kind)}}}'
+                    head, tail = _key_pieces(comp, tl, pl, el, sl, n, kind, init)
                     pieces.append((n, kind, init, head, tail))
                 for steps in g["steps"]:
                     steps_json = str(steps) if type(steps) is int else _key_json(steps)
                     for n, kind, init, head, tail in pieces:
                         cell_id = hashlib.sha256(f"{head}{steps_json}{tail}".encode()).hexdigest()[:16]
-                        cell = out.get(cell_id)
-                        if cell is None:
-                            out[cell_id] = Cell(tl, pl, el, sl, steps, n, kind, metrics, cell_id, init)
-                        elif not set(metrics) <= set(cell.metrics):
-                            out[cell_id] = replace(cell, metrics=tuple(dict.fromkeys(cell.metrics + metrics)))
+                        _add_cell(out, Cell(tl, pl, el, sl, steps, n, kind, metrics, cell_id, init))
+        if self.decompose:
+            for parent in list(out.values()):
+                for variant in self.variants(parent, comp):
+                    _add_cell(out, variant)
         return list(out.values())
+
+    def variants(self, parent: Cell, comp: dict[str, dict[str, str]] | None = None) -> list[Cell]:
+        """The error-decomposition variants of ``parent`` (a grid's own cell), each removing one
+        source of error (docs/theory.md F.7):
+
+        ``exact_start``
+            ``init = "exact"``: chains start from exact draws of ``p_T`` instead of the prior (the
+            initialisation, or truncation, error); not for a cell that already starts exactly, nor
+            for a gradient-flow sampler (it starts from its own law);
+        ``exact_score``
+            the exact score (the ``oracle`` estimator, built by the run) instead of the cell's
+            estimator (the score error); not for a cell whose estimator is already the oracle;
+        ``fine_grid``
+            :attr:`decompose_steps` steps on the same time-grid kind (the discretisation error); not
+            for a cell with at least that many steps.
+
+        A variant keeps every other label of its parent, the ``estimator`` label included (the
+        ``ablation`` column says that the oracle replaced it).  Every generator derives from the
+        cell's components, sizes and seed, never from its id or ablation, so a variant draws its
+        start and, on an unchanged grid, its step noise from its parent's generators (common random
+        numbers) and shares its parent's fit.  Cells whose target has no exact marginals (no ground
+        truth for the exact start and score) get no variants.
+        """
+        if parent.ablation != "none" or parent.target not in self.ground_truth_targets:
+            return []
+        if comp is None:
+            comp = {section: {label: _component_json(spec.as_dict()) for label, spec in table.items()}
+                    for section, table in self.components.items()}
+        changes: list[tuple[str, dict[str, Any]]] = []
+        if parent.init == "prior" and parent.sampler not in self.gradient_flow_samplers:
+            changes.append(("exact_start", {"init": "exact"}))
+        if self.components["estimators"][parent.estimator].name != "oracle":
+            changes.append(("exact_score", {}))
+        if parent.steps < self.decompose_steps:
+            changes.append(("fine_grid", {"steps": self.decompose_steps}))
+        out = []
+        for ablation, change in changes:
+            cell = replace(parent, **change)
+            head, tail = _key_pieces(comp, cell.target, cell.process, cell.estimator, cell.sampler, cell.n_samples,
+                                     cell.time_grid, cell.init)
+            plain_id = hashlib.sha256(f"{head}{_key_json(cell.steps)}{tail}".encode()).hexdigest()[:16]
+            variant_id = hashlib.sha256(_key_json({"ablation": ablation, "cell": plain_id}).encode()).hexdigest()[:16]
+            out.append(replace(cell, cell_id=variant_id, ablation=ablation))
+        return out
 
     def _grid_index(self) -> list[tuple[dict[str, frozenset], list[int]]]:
         if self._index is None or self._index[0] is not self.grids:
@@ -285,10 +352,17 @@ class Suite:
         return self._index[1]
 
     def seeds_of(self, cell: Cell) -> list[int]:
-        """The seeds ``cell`` runs with: those of every grid that holds it, in file order."""
+        """The seeds ``cell`` runs with: those of every grid that holds it, in file order.
+
+        A decomposition variant runs with the seeds of its parents: the cells it was made from.
+        """
+        if cell.ablation == "exact_start":
+            cell = replace(cell, init="prior")
+        fine = cell.ablation == "fine_grid"
         seeds: dict[int, None] = {}
         for sets, grid_seeds in self._grid_index():
-            if all(getattr(cell, attr) in sets[key] for attr, key in AXES):
+            if all(getattr(cell, attr) in sets[key] for attr, key in AXES if not (fine and attr == "steps")) and (
+                    not fine or min(sets["steps"]) < self.decompose_steps):
                 seeds.update(dict.fromkeys(grid_seeds))
         return list(seeds)
 
@@ -348,6 +422,28 @@ def stable_hash(obj: Any) -> str:
 
 def _key_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
+
+
+def _key_pieces(comp: dict[str, dict[str, str]], tl: str, pl: str, el: str, sl: str, n: int, kind: str,
+                init: str) -> tuple[str, str]:
+    """The canonical JSON of a cell's key before and after its step count (see :meth:`Suite.cells`)."""
+    # json.dumps(key, sort_keys=True): estimator, [init], labels, n_samples, process, sampler,
+    # steps, target, time_grid; prior-start cells keep the ids they had before init existed
+    head = (f'{{"estimator": {comp["estimators"][el]}, '
+            + (f'"init": {_key_json(init)}, ' if init != "prior" else "")
+            + f'"labels": {_key_json([tl, pl, el, sl])}, "n_samples": {_key_json(n)}, '
+            f'"process": {comp["processes"][pl]}, "sampler": {comp["samplers"][sl]}, "steps": ')
+    tail = f', "target": {comp["targets"][tl]}, "time_grid": {_key_json(kind)}}}'
+    return head, tail
+
+
+def _add_cell(out: dict[str, Cell], cell: Cell) -> None:
+    """Add ``cell`` to ``out`` by id; a cell already there gains the metrics it lacked."""
+    have = out.get(cell.cell_id)
+    if have is None:
+        out[cell.cell_id] = cell
+    elif not set(cell.metrics) <= set(have.metrics):
+        out[cell.cell_id] = replace(have, metrics=tuple(dict.fromkeys(have.metrics + cell.metrics)))
 
 
 def _component_json(spec: dict[str, Any]) -> str:
@@ -637,6 +733,16 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
     compile_ = head.get("compile", False)
     if not isinstance(compile_, bool):
         raise ctx.fail("suite.compile", f"expected true or false, got {compile_!r}")
+    decompose = head.get("decompose", False)
+    if not isinstance(decompose, bool):
+        raise ctx.fail("suite.decompose", f"expected true or false, got {decompose!r}")
+    decompose_steps = head.get("decompose_steps", DEFAULT_DECOMPOSE_STEPS)
+    if "decompose_steps" in head and not decompose:
+        raise ctx.fail("suite.decompose_steps", "sets the fine grid of the error decomposition, which is off; "
+                       "add decompose = true or remove decompose_steps")
+    if not is_int_at_least(decompose_steps, 1) or decompose_steps > INT64_MAX:
+        raise ctx.fail("suite.decompose_steps", f"expected a positive integer (the fine grid's steps), got "
+                       f"{decompose_steps!r}")
 
     components: dict[str, dict[str, ComponentSpec]] = {}
     built: dict[str, dict[str, Any]] = {}
@@ -726,24 +832,38 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
         grid["init"] = _choice_list(ctx, g.get("init", "prior"), f"{where}.init", INITS, "start")
         grid["metrics"] = _label_list(ctx, g.get("metrics"), f"{where}.metrics", list(metrics))
         sizes = [len(grid[k]) for _, k in AXES]
-        cells += math.prod(sizes)
-        runs += math.prod(sizes) * len(grid["seeds"])
+        per_cell = 1 + (len(ABLATIONS) - 1) * decompose  # a decomposed cell runs with up to three variants
+        cells += math.prod(sizes) * per_cell
+        runs += math.prod(sizes) * per_cell * len(grid["seeds"])
         if cells > MAX_CELLS or runs > MAX_RUNS:
             what = f"{cells} cells" if cells > MAX_CELLS else f"{runs} cell x seed runs"
             raise ctx.fail(where, f"the suite expands to {what} up to this grid ({' x '.join(map(str, sizes))} "
                            f"cells and {len(grid['seeds'])} seeds here); at most {MAX_CELLS} cells and {MAX_RUNS} "
                            "runs per suite: split it, or give fewer values")
-        _check_grid_memory(ctx, where, grid, shapes, n_train, built_metrics)
+        _check_grid_memory(ctx, where, {**grid, "steps": [*grid["steps"], decompose_steps]} if decompose else grid,
+                           shapes, n_train, built_metrics)
         _check_compatibility(ctx, where, grid, built, built_metrics)
         grids.append(grid)
 
+    ground_truth = frozenset(label for label, target in built["targets"].items() if target.has_marginals)
+    if decompose:
+        used = {label for g in grids for label in g["targets"]}
+        if not used & ground_truth:
+            raise ctx.fail(
+                "suite.decompose",
+                f"no target of the grids has exact marginals ({', '.join(sorted(used))}), so no cell has the "
+                "ground truth the decomposition swaps in (exact p_T draws, the exact score); targets with "
+                f"exact marginals: {', '.join(exact_score_targets())}. Cells of other targets get no variant rows",
+            )
     claims = data.get("claims", [])
     if not isinstance(claims, list) or not all(isinstance(c, dict) for c in claims):
         raise ctx.fail("claims", "expected one or more [[claims]] tables")
     return Suite(
         name=name, path=path, text=text, seed=seed, device=device, dtype=dtype, description=description,
         components=components, metrics=metrics, grids=grids, timeout=None if timeout is None else float(timeout),
-        compile=compile_, claims=claims,
+        compile=compile_, claims=claims, decompose=decompose, decompose_steps=decompose_steps,
+        ground_truth_targets=ground_truth,
+        gradient_flow_samplers=frozenset(label for label, s in built["samplers"].items() if s.gradient_flow),
     )
 
 

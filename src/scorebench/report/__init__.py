@@ -4,13 +4,13 @@
 
 ``RESULTS`` are run directories or ``results.csv`` files (several are pooled; a row held by
 more than one is taken from the last).  ``DIR`` receives ``report.md``, ``report.html``
-(self-contained apart from the PNGs beside it), the PNG figures and ``orders.csv`` (the
-fitted convergence orders).  Everything is computed from the tables alone, and the same
-tables give byte-identical files.  ``--highlight LABEL`` draws that sampler dark and thick
-and the others muted, and adds a section comparing it with the best of the others at
-matched NFE (:mod:`scorebench.proposal`), with a figure of its error ratio to the best
-baseline against NFE per target and process.  What each figure shows and how to read it:
-``docs/report.md``.
+(self-contained apart from the PNGs beside it), the PNG figures, ``orders.csv`` (the
+fitted convergence orders) and, for runs with error-decomposition rows, ``decomposition.csv``.
+Everything is computed from the tables alone, and the same tables give byte-identical files.
+``--highlight LABEL`` draws that sampler dark and thick and the others muted, and adds a
+section comparing it with the best of the others at matched NFE (:mod:`scorebench.proposal`),
+with a figure of its error ratio to the best baseline against NFE per target and process.
+What each figure shows and how to read it: ``docs/report.md``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from .data import (
     ORDER_KEYS,
     cell_means,
     convergence_orders,
+    decomposition,
     fit_order,
     floor_stats,
     fmt,
@@ -57,6 +58,7 @@ __all__ = [
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 ORDERS_CSV = "orders.csv"
+DECOMPOSITION_CSV = "decomposition.csv"
 
 
 @dataclass
@@ -119,6 +121,15 @@ def _orders_table(orders: pd.DataFrame) -> Table:
                  [c in CELL_SIZES for c in ORDER_KEYS] + [True, False, False])
 
 
+def _decomposition_table(decomp: pd.DataFrame) -> Table:
+    labels = ["sampler", "target", "process", "estimator", "time_grid", "init", "steps", "n_samples", "metric"]
+    parts = ["total", "init_part", "score_part", "disc_part", "residual"]
+    rows = [[*(str(r[c]) for c in labels), *(fmt(r[c]) for c in parts),
+             "–" if math.isnan(r["fine_steps"]) else str(int(r["fine_steps"]))] for r in decomp.to_dict("records")]
+    return Table([*map(label, labels), "total", "initialisation", "score", "discretisation", "residual",
+                  "fine steps"], rows, [c in CELL_SIZES for c in labels] + [True] * 6)
+
+
 def _failures(frame: pd.DataFrame) -> list[Block]:
     failed = frame[frame["status"] != "ok"]
     if frame.empty:
@@ -143,7 +154,8 @@ def _failures(frame: pd.DataFrame) -> list[Block]:
 
 ALT = {"heatmap": "heatmap of {m}", "front_nfe": "{m} against NFE", "front_time": "{m} against wall time",
        "convergence": "{m} against steps", "score_t": "{m} against diffusion time",
-       "ratio": "{m} of the proposal over the best baseline against NFE"}
+       "ratio": "{m} of the proposal over the best baseline against NFE",
+       "decomposition": "error decomposition of {m}: stacked parts per cell"}
 
 
 def _image(record) -> Image:
@@ -200,7 +212,10 @@ def build_report(paths: Sequence[str | Path], out: str | Path, title: str | None
 
     orders = label_orders(frame)
     floors = floor_stats(frame)
-    means = with_floors(cell_means(frame), floors)
+    all_means = with_floors(cell_means(frame), floors)
+    # error-decomposition variants have their own section; every other one shows the grids' cells
+    means = all_means[all_means["ablation"] == "none"].reset_index(drop=True)
+    decomp = decomposition(all_means)
     fits = convergence_orders(means)
     suites = ", ".join(dict.fromkeys(frame["suite"].tolist())) or "empty table"
     title = title or f"scorebench report: {suites}"
@@ -299,6 +314,25 @@ def build_report(paths: Sequence[str | Path], out: str | Path, title: str | None
                 "confidence intervals."))
         blocks += [_image(r) for r in recs]
         records += recs
+
+        # -- error decomposition -------------------------------------------------------------
+        if not decomp.empty:
+            blocks.append(Heading("Error decomposition"))
+            blocks.append(Paragraph(
+                "Each decomposed cell ([suite] decompose = true) ran again with one source of error removed at a "
+                "time, by common random numbers (the same start draws and, on the same grid, the same step noise): "
+                "an exact start (draws of p_T instead of the prior), the exact score (the oracle instead of the "
+                "estimator) and a fine grid. A source's part is the cell's error minus the error without it; the "
+                "residual is the rest: the parts' interactions and the error left with every source removed "
+                "(early stopping against the data law, the noise floor of a sample metric, the fine grid's own "
+                "discretisation error). Parts are differences of cell means and may be negative, when removing a "
+                "source does not lower a metric's value (an error that cancels another, or noise)."))
+            recs = F.decomposition_figures(decomp, orders, out)
+            blocks += [_image(r) for r in recs]
+            records += recs
+            blocks.append(_decomposition_table(decomp))
+            blocks.append(Paragraph(f"The same numbers, machine-readable: `{DECOMPOSITION_CSV}`."))
+            decomp.to_csv(out / DECOMPOSITION_CSV, index=False, float_format="%.12g")
 
     # -- noise floors and failures -------------------------------------------------------
     blocks.append(Heading("Noise floors"))

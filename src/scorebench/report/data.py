@@ -182,3 +182,52 @@ def fmt(v: float) -> str:
         text = f"{v:.3g}"
         return f"{v:.0f}" if "e" in text else text
     return f"{v:.1e}".replace("e-0", "e-").replace("e+0", "e+")
+
+
+#: the parts of an error decomposition: (ablation, the source it removes, the part's column)
+DECOMPOSITION_PARTS = (("exact_start", "initialisation", "init_part"), ("exact_score", "score", "score_part"),
+                       ("fine_grid", "discretisation", "disc_part"))
+
+
+def decomposition(means: pd.DataFrame) -> pd.DataFrame:
+    """The error decomposition of every decomposed cell (``[suite] decompose = true``) and metric
+    without a time column, from the cell means over seeds.
+
+    For a cell (``ablation = "none"``) with value ``total`` and its variants' values ``v_start``,
+    ``v_score``, ``v_grid`` (the same cell with one source removed, by common random numbers), the
+    part of each source is ``total - v_source``; ``residual = total - (init_part + score_part +
+    disc_part)`` is what the three do not account for: their interactions, and the error left with
+    all of them removed (the early-stopping bias of a ``reference = "data"`` metric, the noise
+    floor of a sample metric, the fine grid's own discretisation error).  A variant a cell does not
+    have (an exact start for an exact-start cell, ...) gives a zero part; a cell with no variant at
+    all is left out.  ``fine_steps`` is the fine grid's step count.
+    """
+    d = means[means["t"].isna()]
+    base = d[d["ablation"] == "none"]
+    labels = [*(c for c in IDENTITY if c != "ablation"), "metric"]
+    cols = [*labels, "total", "without_start", "without_score", "without_grid", "fine_steps", "init_part",
+            "score_part", "disc_part", "residual"]
+    if base.empty or (d["ablation"] == "none").all():
+        return pd.DataFrame(columns=cols)
+    keys = [c for c in IDENTITY if c not in ("ablation", "steps", "init")] + ["metric"]
+    variants = {a: d[d["ablation"] == a].set_index([*keys, "init", "steps"])["value"] for a, _, _ in
+                DECOMPOSITION_PARTS}
+    fine = d[d["ablation"] == "fine_grid"].set_index([*keys, "init"])[["steps", "value"]]
+    fine = fine[~fine.index.duplicated()]
+    rows = []
+    for r in base.to_dict("records"):
+        key = tuple(r[k] for k in keys)
+        start = variants["exact_start"].get((*key, "exact", r["steps"]), math.nan)
+        score = variants["exact_score"].get((*key, r["init"], r["steps"]), math.nan)
+        grid = fine.loc[(*key, r["init"])] if (*key, r["init"]) in fine.index else None
+        without = {"without_start": start, "without_score": score,
+                   "without_grid": math.nan if grid is None else float(grid["value"])}
+        if all(math.isnan(v) for v in without.values()):
+            continue
+        total = float(r["value"])
+        parts = {col: 0.0 if math.isnan(v) else total - v
+                 for (_, _, col), v in zip(DECOMPOSITION_PARTS, without.values(), strict=True)}
+        rows.append({**{c: r[c] for c in labels}, "total": total, **without,
+                     "fine_steps": math.nan if grid is None else float(grid["steps"]), **parts,
+                     "residual": total - sum(parts.values())})
+    return pd.DataFrame(rows, columns=cols)

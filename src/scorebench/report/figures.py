@@ -740,3 +740,60 @@ def ratio_to_best(units: pd.DataFrame, orders: dict[str, list], proposal: str, o
             )
             records.append(FigureRecord("ratio", file, metric, caption, labels=[h.get_label() for h in handles]))
     return records
+
+
+# ---------------------------------------------------------------------------------------
+# error decomposition
+# ---------------------------------------------------------------------------------------
+
+#: (column, legend text, colour) of the stacked parts of an error decomposition
+DECOMPOSITION_STACK = (("init_part", "initialisation (total − exact start)", "#4575b4"),
+                       ("score_part", "score (total − exact score)", "#d73027"),
+                       ("disc_part", "discretisation (total − fine grid)", "#fdae61"),
+                       ("residual", "residual (interactions, what remains)", "#bbbbbb"))
+#: the columns that name a decomposed cell besides its sampler and metric
+DECOMPOSITION_LABELS = ["target", "process", "estimator", "time_grid", "init", "steps", "n_samples"]
+
+
+def decomposition_figures(decomp: pd.DataFrame, orders: dict[str, list], out: Path) -> list[FigureRecord]:
+    """One stacked-bar figure per sampler: for each decomposed cell (a bar) and metric (a panel),
+    the parts of its error (:func:`scorebench.report.data.decomposition`) stacked from zero,
+    positive parts upward and negative ones downward, and the total as a black diamond.  The
+    parts and the residual add up to the total."""
+    records = []
+    for sampler in [s for s in orders["sampler"] if s in set(decomp["sampler"])]:
+        d = decomp[decomp["sampler"] == sampler]
+        varying = [c for c in DECOMPOSITION_LABELS if d[c].nunique() > 1]
+        metrics = [m for m in orders["metric"] if m in set(d["metric"])]
+        fig, axes = new_figure(len(metrics), 2, max(3.2, 0.55 * d.groupby(varying or ["target"]).ngroups + 1.5),
+                               3.4, extra_w=1.0)
+        for ax, metric in zip(axes, metrics, strict=True):
+            g = d[d["metric"] == metric]
+            x = np.arange(len(g))
+            up, down = np.zeros(len(g)), np.zeros(len(g))
+            for col, text, color in DECOMPOSITION_STACK:
+                v = g[col].to_numpy(float)
+                bottom = np.where(v >= 0, up, down)
+                ax.bar(x, v, bottom=bottom, color=color, width=0.7, label=text, edgecolor="white", linewidth=0.5)
+                up, down = up + np.clip(v, 0, None), down + np.clip(v, None, 0)
+            ax.plot(x, g["total"].to_numpy(float), "D", color="black", markersize=5, label="total (the cell)")
+            ax.axhline(0.0, color=".3", linewidth=0.8)
+            ticks = ["\n".join(str(r[c]) for c in varying) or str(r["target"]) for r in g.to_dict("records")]
+            ax.set_xticks(x, ticks)
+            ax.set_xlim(-0.8, len(g) - 0.2)
+            ax.set_title(metric)
+        outer_labels(fig, axes, " / ".join(label(c) for c in varying), "error")
+        handles, texts = axes[0].get_legend_handles_labels()
+        fig.legend(handles, texts, loc="outside lower center", ncols=2, frameon=False)
+        constant = {c: d[c].iloc[0] for c in DECOMPOSITION_LABELS if c not in varying}
+        title = f"error decomposition: {sampler}" + (f" ({describe_constant(constant)})" if constant else "")
+        fig.suptitle("\n".join(textwrap.wrap(title, 70)), fontsize=9.5)
+        file = f"decomposition-{slug(sampler)}.png"
+        save(fig, out / file)
+        caption = (f"Error decomposition of sampler {sampler}: each bar a decomposed cell"
+                   + (f" ({', '.join(label(c) for c in varying)})" if varying else "")
+                   + ", one panel per metric; the parts of the total error (black diamond) removed by an exact "
+                   "start, the exact score and a fine grid, and the residual.")
+        records.append(FigureRecord("decomposition", file, ", ".join(metrics), caption,
+                                    labels=[t for _, t, _ in DECOMPOSITION_STACK]))
+    return records
