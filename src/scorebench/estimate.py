@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from .device import resolve_device
+from .estimators import ESTIMATORS
 from .metrics import Metric, MetricContext
 from .processes import time_grid
 from .results import PROVENANCE_FILE
@@ -238,6 +239,8 @@ def estimate(suite: Suite, device: str | None = None, root: Path = Path("results
         fixed, per_step = cal.sampling(cell.target, cell.process, cell.estimator, cell.sampler, cell.n_samples)
         seconds["sampling"] += len(seeds) * (fixed + per_step * cell.steps)
         seconds["bookkeeping"] += len(seeds) * PER_RUN_OVERHEAD
+        spec = run_suite.spec("estimators", cell.estimator)
+        learns = bool(getattr(ESTIMATORS.factory(spec.resolved or spec.name), "learns", True))
         for seed in seeds:
             key = (cell.target, cell.process, cell.estimator, seed)
             if key not in fits_seen:
@@ -245,9 +248,10 @@ def estimate(suite: Suite, device: str | None = None, root: Path = Path("results
                 seconds["fits"] += cal.score(cell.target, cell.process, cell.estimator)[1]
         for name in cell.metrics:
             metric = metrics[name]
-            if metric.deterministic:  # once per cell, its cost grows with the steps
-                seconds["metrics"] += cell.steps * cal.exact_metric(name, cell.target, cell.process, cell.estimator,
-                                                                    cell.sampler)
+            if metric.deterministic:  # once per cell (per seed if the fit learns); cost grows with the steps
+                times = len(seeds) if learns else 1
+                seconds["metrics"] += times * cell.steps * cal.exact_metric(name, cell.target, cell.process,
+                                                                            cell.estimator, cell.sampler)
                 continue
             one = cal.metric(name, metric, cell.target, cell.process, cell.estimator, cell.n_samples)
             seconds["metrics"] += len(seeds) * one

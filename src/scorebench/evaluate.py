@@ -3,8 +3,10 @@
 Each cell x seed builds one :class:`~scorebench.metrics.MetricContext`; every metric evaluates on
 it and is treated by what it declares (:mod:`scorebench.metrics.base`), never by its kind or name:
 
-* a ``deterministic`` metric (an exact-law metric) is evaluated once per cell, has no sampling
-  noise and a zero-width interval, and its rows carry ``exact = True``;
+* a ``deterministic`` metric (an exact-law metric) has no sampling noise and a zero-width
+  interval, and its rows carry ``exact = True``; it is evaluated once per cell when the cell's
+  estimator does not learn (``learns = False``: the same score for every seed), and once per
+  cell x seed when it does (each seed fits its own score, so the output law differs by seed);
 * any other metric gets its noise floor (the metric between two independent target samples of
   the cell's size), cached per (target, sample size, seed, metric);
 * a ``bootstrappable`` metric (sample, moment and mode metrics) of a cell with a single seed gets a
@@ -42,7 +44,8 @@ class Evaluator:
         self.ws = ws
         self.bootstrap = bootstrap
         self._floors: dict[tuple, float] = {}
-        #: (cell id, metric) -> the rows of a deterministic metric, computed once per cell
+        #: (cell id, metric[, seed]) -> the rows of a deterministic metric: once per cell, or per
+        #: cell x seed when the cell's estimator learns (its fit depends on the seed)
         self._exact: dict[tuple, list[tuple[float, float]]] = {}
 
     def rows(self, cell: Cell, seed: int, row: dict[str, Any], metrics: dict[str, Metric], sampled: Sampled,
@@ -91,8 +94,9 @@ class Evaluator:
         floor_s_before = counts.floor_s
         t0 = time.perf_counter()
         interval = (math.nan, math.nan)
-        if metric.deterministic:  # the same for every seed of the cell
-            key = (cell.cell_id, name)
+        if metric.deterministic:  # no sampling noise: one value per cell, or per seed if the fit learns
+            learns = getattr(ws.of(cell, "estimators"), "learns", True)
+            key = (cell.cell_id, name, seed) if learns else (cell.cell_id, name)
             if key not in self._exact:
                 self._exact[key] = metric.checked_rows(ctx)
             values = self._exact[key]

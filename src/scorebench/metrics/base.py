@@ -18,9 +18,10 @@ marginals, hence exact scores), :attr:`~Metric.needs_moments` (its exact mean an
 (a mixture of at least two modes and their exact posterior), :attr:`~Metric.needs_affine_sampler`
 and :attr:`~Metric.needs_affine_score` (an exact output law), :attr:`~Metric.needs_trajectory`
 (states recorded along the run, at :meth:`~Metric.record_steps` for :meth:`~Metric.record_particles`
-particles), :attr:`~Metric.deterministic` (no sampling noise: computed once per cell, floor 0,
-a zero-width interval), :attr:`~Metric.bootstrappable` (a single-seed cell gets a percentile
-bootstrap interval by re-evaluating on resampled particles) and :attr:`~Metric.time_resolved`.
+particles), :attr:`~Metric.deterministic` (no sampling noise: computed once per cell, or once per
+cell x seed when the estimator learns, floor 0, a zero-width interval),
+:attr:`~Metric.bootstrappable` (a single-seed cell gets a percentile bootstrap interval by
+re-evaluating on resampled particles) and :attr:`~Metric.time_resolved`.
 Suite validation and the runner read these declarations and nothing else, so a plugin metric is
 treated exactly as a built-in one; :meth:`Metric.check_declarations` refuses contradictory ones,
 and :meth:`Metric.checked_rows` and :meth:`Metric.checked_floor` refuse results that contradict
@@ -152,8 +153,9 @@ class Metric(Parameterised, ABC):
     needs_affine_score: ClassVar[bool] = False
     #: needs particles recorded along the sampler's trajectory (``ctx.states``)
     needs_trajectory: ClassVar[bool] = False
-    #: the value has no sampling noise: the same for every seed of a cell (computed once), its
-    #: floor is 0 and its interval has zero width
+    #: the value has no sampling noise: the same for every seed of a cell (computed once) unless
+    #: the cell's estimator learns (each seed's fit gives its own value); its floor is 0 and its
+    #: interval has zero width
     deterministic: ClassVar[bool] = False
     #: a single-seed cell gets a percentile bootstrap interval: :meth:`evaluate` again on
     #: particles resampled with replacement (``dataclasses.replace(ctx, x=xb)``)
