@@ -96,6 +96,17 @@ def test_exact_rows_fit_a_power_law_exactly_and_a_wrong_prediction_fails() -> No
     assert evaluate_claim(claim(**{**SLOPE, "predicted": -2.0}), table(rows)).verdict == "fails"
 
 
+def test_exact_rows_count_once_per_x_whatever_the_seeds() -> None:
+    """Copies of an exact value over seeds add no information: the fit and its interval are those of
+    one point per x (else three seeds would shrink the interval of a curved law for free)."""
+    one = [{"steps": s, "value": 1 / s + 1 / s**2, "exact": True} for s in [2, 4, 8, 16, 32]]
+    three = [{**r, "seed": k} for r in one for k in range(3)]
+    a, b = evaluate_claim(claim(**SLOPE), table(one)), evaluate_claim(claim(**SLOPE), table(three))
+    assert a.row()["measured"] == b.row()["measured"] and b.row()["seeds"] == 3
+    ref = stats.linregress(np.log([2, 4, 8, 16, 32]), np.log([r["value"] for r in one]))
+    assert b.row()["measured"] == f"{ref.slope:+.3f} ± {stats.t.ppf(0.975, 3) * ref.stderr:.3f}"
+
+
 def test_exact_rows_with_curvature_are_inconclusive_without_a_seeds_estimate() -> None:
     rows = [{"steps": s, "value": 1 / s + 1 / s**2, "exact": True} for s in [2, 4, 8, 16, 32]]
     res = evaluate_claim(claim(**{**SLOPE, "resolution": 0.01}), table(rows))

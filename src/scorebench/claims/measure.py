@@ -309,6 +309,10 @@ def _xs(v: float) -> str:
 
 def _slope(claim: Claim, g: pd.DataFrame, group: dict[str, Any]) -> GroupResult:
     seeds = g["seed"].nunique()
+    if g["exact"].all():  # an exact value is the same for every seed: one point per x, not one per seed
+        g = g.groupby("x", as_index=False, sort=True).agg(seed=("seed", "min"), value=("value", "mean"),
+                                                           exact=("exact", "all"), ci_low=("ci_low", "first"),
+                                                           ci_high=("ci_high", "first"))
     x, y = g["x"].to_numpy(dtype=float), g["value"].to_numpy(dtype=float)
     logx, logy = claim.scale == "loglog", claim.scale in ("loglog", "semilogy")
     keep = (x > 0 if logx else np.ones_like(x, bool)) & (y > 0 if logy else np.ones_like(y, bool))
@@ -319,10 +323,10 @@ def _slope(claim: Claim, g: pd.DataFrame, group: dict[str, Any]) -> GroupResult:
     points = g[["x", "seed", "value"]].reset_index(drop=True)
     note = f"; {dropped} values <= 0 left out of the log fit" if dropped else ""
     base = {"group": group, "n_points": len(x), "seeds": seeds, "curve": curve, "points": points}
-    if len(x) < 3 or len(set(x)) < 2:
+    if len(set(x)) < 3:
         return GroupResult(verdict="inconclusive", measured="no fit",
-                           margin=f"{len(x)} points at {len(set(x))} x values: a slope with an interval needs at "
-                           f"least 3 points at 2 x values{note}", **base)
+                           margin=f"{len(set(x))} distinct x values: a slope with an interval needs at least 3 (a "
+                           f"line through 2 fits them exactly, whatever the seeds){note}", **base)
     X, Y = (np.log(x) if logx else x), (np.log(y) if logy else y)
     slope, se, icpt = fit_line(X, Y)
     half = t_quantile(LEVEL, len(x) - 2) * se
