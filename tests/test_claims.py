@@ -289,7 +289,7 @@ def shape(values: dict[str, float], seeds: int = 5, noise: float = 0.02) -> list
 
 def test_minimum_u_shape_monotone_and_flat() -> None:
     res = evaluate_claim(claim(**MINIMUM), table(shape({"k10": 1.0, "k30": 0.5, "k100": 0.4, "k300": 0.9})))
-    assert res.verdict == "holds" and res.row()["measured"].startswith("argmin estimator=100")
+    assert res.verdict == "holds" and res.row()["measured"].startswith("argmin estimator=k100: 0.4")
     res = evaluate_claim(claim(**MINIMUM), table(shape({"k10": 1.0, "k30": 0.7, "k100": 0.5, "k300": 0.3})))
     assert res.verdict == "fails" and "end point" in res.row()["margin"]
     flat = shape({"k10": 1.0, "k30": 1.0, "k100": 1.0, "k300": 1.0}, noise=0.3)
@@ -528,3 +528,45 @@ def test_the_report_has_a_claims_section_and_a_figure_per_claim(run_dir: Path, t
     assert [f.file for f in claims] == ["claim-ei-first-order.png", "claim-half-order.png"]
     for f in claims:
         assert (tmp_path / "rep" / f.file).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({f.file})" in md
+
+
+def test_several_runs_of_one_suite_are_pooled_and_a_cut_suite_text_falls_back_to_its_file(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    from scorebench.claims.runs import evaluate_runs
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    one, two = evaluate_runs([run_dir]), evaluate_runs([run_dir, copy])
+    assert [r.row() for r in one] == [r.row() for r in two]  # the copy's rows replace the same rows
+    info = json.loads((copy / "provenance.json").read_text())
+    info.update(suite_text=info["suite_text"][:50], suite_chars=10**6)  # as kept for a suite above 64 KiB
+    (copy / "provenance.json").write_text(json.dumps(info))
+    (tmp_path / info["suite_file"]).write_text(SUITE)
+    assert [r.row() for r in evaluate_runs([copy])] == [r.row() for r in one]  # read from suite_file (same sha)
+    suite_file = tmp_path / info["suite_file"]  # recorded relative to where the run started: a folder above it
+    suite_file.write_text(SUITE + "\n# edited since\n")
+    done = cli("claims", str(copy), cwd=tmp_path)
+    assert done.returncode == 2 and "missing or changed since the run" in done.stderr
+
+
+def test_validate_refuses_a_suite_with_a_bad_claim_with_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "s.toml").write_text(SUITE.replace('predicted = -0.5', 'predicted = -0.5\nside = "upper"'))
+    done = cli("validate", "s.toml", "--no-estimate", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "s.toml: claims[1].side: does not apply to a slope claim" in done.stderr
+
+
+def test_a_difference_with_one_seed_on_one_side_combines_the_two_cells_intervals() -> None:
+    """Three seeds of pc against one exact em value: the half-width is pc's t half-width (em's is 0)."""
+    pc = [{"sampler": "pc", "nfe": 20, "seed": k, "value": v} for k, v in enumerate([1.0, 1.2, 1.1])]
+    em = [{"sampler": "em", "nfe": 20, "steps": 20, "seed": 0, "value": 1.4, "exact": True}]
+    res = evaluate_claim(claim(**ORDER), table(pc + em))
+    half = stats.t.ppf(0.975, 2) * np.std([1.0, 1.2, 1.1], ddof=1) / math.sqrt(3)
+    assert res.groups[0].curve["lo"].iloc[0] == pytest.approx(0.3 - half)
+    assert res.verdict == "holds"  # 0.3 - 0.248 > 0
+    em[0]["value"] = 1.25  # 0.15 apart, less than the half-width: undecided
+    assert evaluate_claim(claim(**ORDER), table(pc + em)).verdict == "inconclusive"

@@ -240,8 +240,9 @@ def _check_units(claim: Claim, df: pd.DataFrame, identity: list[str]) -> None:
     dup = df.duplicated(unit, keep=False)
     if not dup.any():
         return
+    labels = df[unit].astype(str).agg("|".join, axis=1)  # NaN-safe equality of whole keys
     first = df[dup].iloc[0]
-    same = df[np.logical_and.reduce([df[c] == first[c] for c in unit])]
+    same = df[dup & (labels == labels[dup].iloc[0])]
     differ = {c: list(dict.fromkeys(same[c].tolist())) for c in identity if c in same and same[c].nunique() > 1}
     at = ", ".join(f"{c}={first[c]}" for c in unit)
     what = "; ".join(f"{c}: {', '.join(map(str, v))}" for c, v in differ.items()) or "nothing in their labels"
@@ -253,14 +254,6 @@ def _check_units(claim: Claim, df: pd.DataFrame, identity: list[str]) -> None:
 # ---------------------------------------------------------------------------------------
 # intervals and differences
 # ---------------------------------------------------------------------------------------
-
-
-def _own_half(row: Any) -> float:
-    """A single row's half-width: 0 for an exact value, else its own interval's (NaN if none)."""
-    if bool(row["exact"]):
-        return 0.0
-    lo, hi = float(row["ci_low"]), float(row["ci_high"])
-    return (hi - lo) / 2 if math.isfinite(lo) and math.isfinite(hi) else math.nan
 
 
 def interval(rows: pd.DataFrame) -> tuple[float, float, float]:
@@ -280,7 +273,8 @@ def interval(rows: pd.DataFrame) -> tuple[float, float, float]:
 def difference(a: pd.DataFrame, b: pd.DataFrame) -> tuple[float, float, str]:
     """``mean(b) - mean(a)`` and its 95% half-width: paired over the common seeds (common random
     numbers) when there are two or more; Welch's interval when each side has two seeds or more but
-    they share fewer; the rows' own intervals (root sum of squares) with one seed each."""
+    they share fewer; otherwise the root sum of squares of the two cells' half-widths (:func:`interval`:
+    a single row's own interval)."""
     sa, sb = a.set_index("seed"), b.set_index("seed")
     common = sa.index.intersection(sb.index)
     if len(common) >= 2:
@@ -289,17 +283,24 @@ def difference(a: pd.DataFrame, b: pd.DataFrame) -> tuple[float, float, str]:
     if len(sa) >= 2 and len(sb) >= 2:
         va, vb = sa["value"].to_numpy(dtype=float), sb["value"].to_numpy(dtype=float)
         return float(vb.mean() - va.mean()), welch_half_width(va, vb, LEVEL), "welch"
-    ra = sa.loc[common[0]] if len(common) else sa.iloc[0]
-    rb = sb.loc[common[0]] if len(common) else sb.iloc[0]
-    return float(rb["value"] - ra["value"]), math.hypot(_own_half(ra), _own_half(rb)), "intervals"
+    (ma, la, ua), (mb, lb, ub) = interval(a), interval(b)
+    return mb - ma, math.hypot((ua - la) / 2, (ub - lb) / 2), "intervals"
 
 
 def _g(v: float) -> str:
     return f"{v:.4g}" if math.isfinite(v) else "nan"
 
 
-def _xs(v: float) -> str:
-    return f"{v:g}"
+def _at(claim: Claim, column: str, value: Any) -> str:
+    """``column=value`` as a reader knows it: the label(s) a number stands for when ``column`` is
+    mapped by ``x_values``, ``10`` rather than ``10.0``."""
+    if column == claim.x and claim.x_values:
+        names = [k for k, v in claim.x_values.items() if v == value]
+        if names:
+            return f"{column}={'/'.join(names)}"
+    if isinstance(value, float | np.floating):
+        return f"{column}={float(value):g}"
+    return f"{column}={value}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -378,7 +379,7 @@ def _bound(claim: Claim, g: pd.DataFrame, group: dict[str, Any]) -> GroupResult:
     base = {"group": group, "n_points": len(g), "seeds": g["seed"].nunique(), "curve": curve}
     worst = int(np.argmax(excess))
     r = curve.iloc[worst]
-    where = f"{claim.x}={_xs(r['x'])}"
+    where = f"{_at(claim, claim.x, r['x'])}"
     end_name = "lower end" if upper else "upper end"
     margin = (f"{end_name}/line = {ratio[worst]:.3g} at {where}" if math.isfinite(ratio[worst])
               else f"{end_name} - line = {ends[worst] - line[worst]:+.3g} at {where}")
@@ -403,16 +404,14 @@ def _judge(d: float, half: float) -> int:
 
 
 def _ordering(claim: Claim, g: pd.DataFrame, group: dict[str, Any]) -> GroupResult:
-    keys = [claim.match] if claim.match else []
     rows, skipped = [], 0
-    for key, gm in (g.groupby(keys, sort=True) if keys else [((), g)]):
+    for key, gm in (g.groupby([claim.match], sort=True) if claim.match else [(("",), g)]):
         better, worse = gm[gm[claim.compare] == claim.better], gm[gm[claim.compare] == claim.worse]
         if better.empty or worse.empty:
             skipped += 1
             continue
         d, half, how = difference(better, worse)
-        rows.append({"x": key[0] if isinstance(key, tuple) and key else key if keys else 0, "mean": d,
-                     "lo": d - half, "hi": d + half, "sign": _judge(d, half), "how": how})
+        rows.append({"x": key[0], "mean": d, "lo": d - half, "hi": d + half, "sign": _judge(d, half), "how": how})
     curve = pd.DataFrame(rows)
     base = {"group": group, "n_points": len(g), "seeds": g["seed"].nunique(), "curve": curve}
     skip = f"; {skipped} {claim.match} values lack one of the two labels" if skipped else ""
@@ -420,7 +419,7 @@ def _ordering(claim: Claim, g: pd.DataFrame, group: dict[str, Any]) -> GroupResu
         return GroupResult(verdict="inconclusive", measured="no matched pair",
                            margin=f"no {claim.match or 'group'} holds both {claim.better} and {claim.worse}{skip}",
                            **base)
-    at = (lambda r: f" at {claim.match}={r['x']}") if claim.match else (lambda r: "")
+    at = (lambda r: f" at {_at(claim, claim.match, r['x'])}") if claim.match else (lambda r: "")
     worst = curve.loc[curve["mean"].idxmin()]
     lowest = curve.loc[curve["lo"].idxmin()]
     n, pos = len(curve), int((curve["sign"] > 0).sum())
@@ -428,13 +427,14 @@ def _ordering(claim: Claim, g: pd.DataFrame, group: dict[str, Any]) -> GroupResu
         r = curve[curve["sign"] < 0].sort_values("mean").iloc[0]
         return GroupResult(verdict="fails", measured=f"{claim.worse} - {claim.better} = {_g(r['mean'])} ± "
                            f"{_g(r['mean'] - r['lo'])}{at(r)}",
-                           margin=f"{claim.better} is significantly worse at {int((curve['sign'] < 0).sum())} of {n}"
-                           f"{skip}", **base)
+                           margin=f"{claim.better} is significantly worse at {int((curve['sign'] < 0).sum())} of "
+                           f"{n} {claim.match or 'comparison'} values{skip}", **base)
     verdict = "holds" if pos == n else "inconclusive"
     r = lowest if verdict == "holds" else worst
     return GroupResult(verdict=verdict, measured=f"{claim.worse} - {claim.better} >= {_g(r['mean'])} ± "
                        f"{_g(r['mean'] - r['lo'])}{at(r)}",
-                       margin=f"significantly > 0 at {pos} of {n}{skip}", **base)
+                       margin=f"significantly > 0 at {pos} of {n} {claim.match or 'comparison'} values{skip}",
+                       **base)
 
 
 def _crossing(x0: float, d0: float, x1: float, d1: float) -> float:
@@ -466,19 +466,24 @@ def _crossover(claim: Claim, g: pd.DataFrame, group: dict[str, Any]) -> GroupRes
     pos, neg = np.flatnonzero(s > 0), np.flatnonzero(s < 0)
     diff = f"{claim.second} - {claim.first}"
     if len(pos) and len(neg) and pos.min() < neg.max():
-        x_star = changes[0] if changes else math.nan
+        # the mean's first change of sign after first is significantly better
+        after = [_crossing(xs[i], d[i], xs[i + 1], d[i + 1]) for i in range(pos.min(), len(d) - 1)
+                 if d[i] > 0 > d[i + 1]]
+        x_star = after[0] if after else math.nan
         return GroupResult(verdict="holds", measured=f"crosses at {claim.x} ≈ {_g(x_star)}",
-                           margin=f"{diff} > 0 significantly at {claim.x}={_xs(xs[pos.min()])}, < 0 at "
-                           f"{claim.x}={_xs(xs[neg.max()])}", **base)
+                           margin=f"{diff} > 0 significantly at {_at(claim, claim.x, xs[pos.min()])}, < 0 at "
+                           f"{_at(claim, claim.x, xs[neg.max()])}", **base)
     if len(neg) and len(pos) and neg.min() < pos.max():
         x_back = back[0] if back else math.nan
         return GroupResult(verdict="fails", measured=f"reverse crossing at {claim.x} ≈ {_g(x_back)}",
-                           margin=f"{claim.second} is significantly better at {claim.x}={_xs(xs[neg.min()])} and "
-                           f"{claim.first} at {claim.x}={_xs(xs[pos.max()])}: the reverse of the prediction", **base)
+                           margin=f"{claim.second} is significantly better at {_at(claim, claim.x, xs[neg.min()])} "
+                           f"and {claim.first} at {_at(claim, claim.x, xs[pos.max()])}: the reverse of the prediction",
+                           **base)
     if (s > 0).all() or (s < 0).all():
         who = claim.first if (s > 0).all() else claim.second
         r = curve.loc[curve["mean"].abs().idxmin()]
-        return GroupResult(verdict="fails", measured=f"no crossing: {diff} closest to 0 at {claim.x}={_xs(r['x'])}: "
+        return GroupResult(verdict="fails",
+                           measured=f"no crossing: {diff} closest to 0 at {_at(claim, claim.x, r['x'])}: "
                            f"{_g(r['mean'])} ± {_g(r['mean'] - r['lo'])}",
                            margin=f"{who} is significantly better at every {claim.x}", **base)
     measured = f"mean crosses at {claim.x} ≈ {_g(changes[0])}" if changes else "no significant crossing"
@@ -498,11 +503,11 @@ def _minimum(claim: Claim, g: pd.DataFrame, group: dict[str, Any]) -> GroupResul
     at = g.groupby("x")
     best = at.get_group(xs[j])
     r = curve.iloc[j]
-    measured = f"argmin {claim.x}={_xs(xs[j])}: {_g(r['mean'])} [{_g(r['lo'])}, {_g(r['hi'])}]"
+    measured = f"argmin {_at(claim, claim.x, xs[j])}: {_g(r['mean'])} [{_g(r['lo'])}, {_g(r['hi'])}]"
 
     def above(i: int) -> tuple[int, str]:
         d, half, _ = difference(best, at.get_group(xs[i]))
-        return _judge(d, half), f"{claim.x}={_xs(xs[i])}: +{_g(d)} ± {_g(half)}"
+        return _judge(d, half), f"{_at(claim, claim.x, xs[i])}: +{_g(d)} ± {_g(half)}"
 
     if 0 < j < len(curve) - 1:
         ends = [above(0), above(len(curve) - 1)]

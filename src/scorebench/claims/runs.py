@@ -67,8 +67,9 @@ def _toml(text: str, origin: str) -> dict[str, Any]:
 
 def suite_text_of_run(run_dir: Path) -> tuple[str, str, str] | None:
     """(suite text, where it comes from, its sha256) of the suite that made the run, or ``None``
-    when the run has no provenance.  A kept text that was cut is replaced by ``suite_file`` when
-    that file's sha256 is the run's; otherwise it is an error."""
+    when the run has no provenance.  A kept text that was cut is replaced by ``suite_file`` (found
+    as recorded, or relative to a folder above the run) when that file's sha256 is the run's;
+    otherwise it is an error."""
     info = read_provenance(run_dir)
     if not info:
         return None
@@ -78,12 +79,14 @@ def suite_text_of_run(run_dir: Path) -> tuple[str, str, str] | None:
     chars = info.get("suite_chars")
     if isinstance(text, str) and not (isinstance(chars, int) and chars > TEXT_EXCERPT_CHARS):
         return text, origin, sha
-    try:
-        raw = Path(suite_file).read_bytes()
-    except OSError:
-        raw = b""
-    if raw and hashlib.sha256(raw).hexdigest() == sha:
-        return raw.decode("utf-8", errors="replace"), origin, sha
+    # a relative suite_file is relative to where the run started: here, or a folder above the run
+    for candidate in [Path(suite_file), *(folder / suite_file for folder in run_dir.resolve().parents)]:
+        try:
+            raw = candidate.read_bytes() if suite_file else b""
+        except OSError:
+            continue
+        if raw and hashlib.sha256(raw).hexdigest() == sha:
+            return raw.decode("utf-8", errors="replace"), origin, sha
     raise ResultsError(f"{run_dir / PROVENANCE_FILE}: the suite text kept is cut and {suite_file or 'its file'} is "
                        "missing or changed since the run: give its claims with --claims FILE")
 

@@ -118,7 +118,7 @@ def claim_figure(result: ClaimResult, out: Path) -> F.FigureRecord | None:
         ax.set_title((g.name + ": " if g.group else "") + g.verdict, color=color)
         ax.legend(loc="best", frameon=False, fontsize=7)
     what = c.metric if c.source == "results" else f"record.{c.field.removeprefix('record.')}"
-    xlabel = c.match if c.quantity == "ordering" else c.x
+    xlabel = c.match if c.quantity == "ordering" else f"{c.x} (x_values)" if c.x_values else c.x
     ylabel = {"ordering": "difference", "crossover": "difference"}.get(c.quantity, what)
     F.outer_labels(fig, axes, xlabel or "", ylabel)
     fig.suptitle(f"{c.id} ({c.paper}): {result.verdict}", x=0.01, ha="left", fontsize=10)
