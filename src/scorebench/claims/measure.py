@@ -158,7 +158,7 @@ def _filter(df: pd.DataFrame, column: str, values: Sequence[Any], numeric: bool)
 
 def claim_rows(claim: Claim, frame: pd.DataFrame | None = None,
                fits: Iterable[dict[str, Any]] | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """The rows claim measures, with a float column ``x`` (when it has an x axis), and notes on
+    """The rows a claim measures, with a float column ``x`` (when it has an x axis), and notes on
     what was left out.  Rows that are not ``ok`` or not finite are left out and counted."""
     notes: list[str] = []
     if claim.source == "fits":
