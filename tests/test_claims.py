@@ -267,6 +267,7 @@ def test_crossover_present_absent_and_reversed() -> None:
     d = res.groups[0].curve.set_index("x")["mean"]
     x_star = math.exp(math.log(40) + d[40] / (d[40] - d[80]) * math.log(2))  # the sign change, in log steps
     assert f"≈ {x_star:.4g}" in res.row()["measured"] and 45 < x_star < 50
+    assert res.groups[0].crossing == pytest.approx(x_star)
     rev = evaluate_claim(claim(**CROSS), table(crossing(-1.0)))
     assert rev.verdict == "fails" and "reverse" in rev.row()["margin"]
     absent = [r for r in crossing(1.0) if r["steps"] <= 40]  # geometric better at every step count

@@ -61,6 +61,8 @@ class GroupResult:
     curve: pd.DataFrame = field(default_factory=pd.DataFrame)
     points: pd.DataFrame = field(default_factory=pd.DataFrame)
     fit: tuple[float, float] | None = None
+    #: the crossover x a crossover claim measured (NaN when none)
+    crossing: float = math.nan
 
     @property
     def name(self) -> str:
@@ -470,6 +472,7 @@ def _crossover(claim: Claim, g: pd.DataFrame, group: dict[str, Any]) -> GroupRes
         after = [_crossing(xs[i], d[i], xs[i + 1], d[i + 1]) for i in range(pos.min(), len(d) - 1)
                  if d[i] > 0 > d[i + 1]]
         x_star = after[0] if after else math.nan
+        base["crossing"] = x_star
         return GroupResult(verdict="holds", measured=f"crosses at {claim.x} ≈ {_g(x_star)}",
                            margin=f"{diff} > 0 significantly at {_at(claim, claim.x, xs[pos.min()])}, < 0 at "
                            f"{_at(claim, claim.x, xs[neg.max()])}", **base)

@@ -80,6 +80,8 @@ def _difference_panel(ax, result: ClaimResult, g: GroupResult, color) -> None:
     F.errorbars(ax, pos, g.curve["mean"].to_numpy(float), g.curve["lo"].to_numpy(float), g.curve["hi"].to_numpy(float),
                 color=color, marker="o", label=f"{what} ± 95% CI", log=False)
     ax.axhline(0.0, color=PREDICTION_COLOR, lw=1.2, label=f"zero ({expect})", zorder=1)
+    if np.isfinite(g.crossing):
+        ax.axvline(g.crossing, color=color, ls=":", lw=1.1, label=f"crossing ≈ {g.crossing:.3g}")
     if numeric and _log_ok(pos):
         ax.set_xscale("log")
     if not numeric:
