@@ -464,8 +464,12 @@ def test_shipped_suites_are_valid() -> None:
 
 
 def test_claims_tables_are_kept_and_anything_else_under_claims_is_refused(tmp_path: Path) -> None:
-    text = BASE + '\n[[claims]]\nid = "a"\n\n[[claims]]\nid = "b"\n'
+    claim = ('\n[[claims]]\nid = "{}"\npaper = "P"\nstatement = "S"\nquantity = "minimum"\nmetric = "mean_error"\n'
+             'x = "steps"\n')
+    text = BASE + claim.format("a") + claim.format("b")
     assert [c["id"] for c in load_suite(write(tmp_path, text)).claims] == ["a", "b"]
+    with pytest.raises(SuiteError, match=r"suite.toml: claims\[1\].metric: unknown metric 'w2'"):
+        load_suite(write(tmp_path, BASE + claim.format("a") + claim.format("b").replace("mean_error", "w2")))
     assert load_suite(write(tmp_path, BASE)).claims == []
     with pytest.raises(SuiteError, match=r"claims.*\[\[claims\]\] tables"):
         load_suite(write(tmp_path, "claims = 3\n" + BASE))

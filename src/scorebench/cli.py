@@ -6,8 +6,9 @@
     scorebench show RESULTS [--metric M] [--values value|floor|ci]
     scorebench list targets|processes|estimators|samplers|metrics
     scorebench check-sampler NAME|module:Name|file.py:Name [--processes vp,ou] [--param K=V] [--ladder 50,100]
+    scorebench claims RUN_DIR... [--claims FILE] [--out DIR] [--format md|csv]
 
-Exit codes: 0 ok, 1 some cells (or conformance checks) failed, 2 bad input (suite, arguments,
+Exit codes: 0 ok, 1 some cells (or conformance checks, or claims) failed, 2 bad input (suite, arguments,
 run-directory state), 3 internal error (traceback in a log file), 130 SIGINT, 143 SIGTERM.
 """
 
@@ -32,6 +33,7 @@ import pandas as pd
 
 from . import __version__, compare, report
 from .backends import make_backend
+from .claims import runs as claims_runs
 from .estimators import ESTIMATORS
 from .metrics import METRICS
 from .plugins import PluginError, describe_plugin, is_spec, load_object
@@ -368,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare.add_parser(sub)
     report.add_parser(sub)
+    claims_runs.add_parser(sub)
     return parser
 
 

@@ -38,16 +38,15 @@ def normal_quantile(p: float) -> float:
     return float(stats.norm.ppf(p))
 
 
-def fit_order(steps: Sequence[float], values: Sequence[float]) -> tuple[float, float, float]:
-    r"""Least-squares line through ``(log steps, log value)``: slope, its standard error and
-    the intercept.  With ``n`` points, residuals ``r_i`` and ``S_xx = sum (x_i - xbar)^2``,
-    ``SE = sqrt(sum r_i^2 / (n - 2) / S_xx)`` (NaN for two points).  The slope is the
-    empirical convergence order: error ~ C * steps^slope."""
-    x = np.log(np.asarray(steps, dtype=float))
-    y = np.log(np.asarray(values, dtype=float))
+def fit_line(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> tuple[float, float, float]:
+    r"""Least-squares line ``y ~ intercept + slope * x``: slope, its standard error and the intercept.
+    With ``n`` points, residuals ``r_i`` and ``S_xx = sum (x_i - xbar)^2``,
+    ``SE = sqrt(sum r_i^2 / (n - 2) / S_xx)`` (NaN for two points)."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
     n = len(x)
     if n < 2 or np.ptp(x) == 0:
-        raise ValueError("fit_order needs at least two distinct step counts")
+        raise ValueError("a line needs at least two distinct x values")
     xbar = x.mean()
     sxx = float(((x - xbar) ** 2).sum())
     slope = float(((x - xbar) * (y - y.mean())).sum() / sxx)
@@ -58,3 +57,17 @@ def fit_order(steps: Sequence[float], values: Sequence[float]) -> tuple[float, f
     else:
         se = math.nan
     return slope, se, intercept
+
+
+def t_quantile(level: float, dof: float) -> float:
+    """The Student-t quantile ``t_{(1 + level)/2, dof}`` of a two-sided ``level`` interval."""
+    return float(stats.t.ppf(0.5 + level / 2, dof))
+
+
+def fit_order(steps: Sequence[float], values: Sequence[float]) -> tuple[float, float, float]:
+    r"""Least-squares line through ``(log steps, log value)`` (:func:`fit_line`): slope, its standard
+    error and the intercept.  The slope is the empirical convergence order: error ~ C * steps^slope."""
+    try:
+        return fit_line(np.log(np.asarray(steps, dtype=float)), np.log(np.asarray(values, dtype=float)))
+    except ValueError:
+        raise ValueError("fit_order needs at least two distinct step counts") from None

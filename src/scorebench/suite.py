@@ -92,6 +92,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .claims.format import ClaimError, parse_claims, suite_labels
 from .estimators import ESTIMATORS
 from .estimators.base import exact_target_message
 from .metrics import METRICS
@@ -858,6 +859,10 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
     claims = data.get("claims", [])
     if not isinstance(claims, list) or not all(isinstance(c, dict) for c in claims):
         raise ctx.fail("claims", "expected one or more [[claims]] tables")
+    try:
+        parse_claims(claims, path, suite_labels(data))
+    except ClaimError as exc:
+        raise SuiteError(str(exc)) from None
     return Suite(
         name=name, path=path, text=text, seed=seed, device=device, dtype=dtype, description=description,
         components=components, metrics=metrics, grids=grids, timeout=None if timeout is None else float(timeout),

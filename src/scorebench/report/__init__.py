@@ -155,7 +155,8 @@ def _failures(frame: pd.DataFrame) -> list[Block]:
 ALT = {"heatmap": "heatmap of {m}", "front_nfe": "{m} against NFE", "front_time": "{m} against wall time",
        "convergence": "{m} against steps", "score_t": "{m} against diffusion time",
        "ratio": "{m} of the proposal over the best baseline against NFE",
-       "decomposition": "error decomposition of {m}: stacked parts per cell"}
+       "decomposition": "error decomposition of {m}: stacked parts per cell",
+       "claim": "{m}: the measured points against the claim's prediction"}
 
 
 def _image(record) -> Image:
@@ -193,6 +194,41 @@ def _proposal_blocks(frame: pd.DataFrame, highlight: str, out: Path, orders: dic
     if not recs:
         blocks.append(Paragraph("No ratio figure: no cell has a baseline run at the proposal's NFE.", note=True))
     return blocks, recs
+
+
+def _claims_blocks(paths: Sequence[str | Path], out: Path) -> tuple[list[Block], list]:
+    """The Claims section, when the suites of the runs carry ``[[claims]]``: the table, and one figure
+    per claim overlaying the prediction on the measured points."""
+    from ..claims import ClaimError
+    from ..claims.runs import claims_of_runs, evaluate_sets, summary, table
+    from .claims import claim_figure
+
+    try:
+        sets = claims_of_runs(list(paths))
+        if not sets:
+            return [], []
+        results = evaluate_sets(sets)
+    except (ClaimError, ResultsError) as exc:
+        return [Heading("Claims"), Paragraph(f"The claims could not be evaluated: {exc}", note=True)], []
+    rows = [[r.id, r.paper, r.predicted, r.measured, r.verdict, r.margin] for r in table(results).itertuples()]
+    blocks: list[Block] = [
+        Heading("Claims"),
+        Paragraph(f"{summary(results)}. Each claim is a paper's result checked against these runs' rows "
+                  "(`scorebench claims RUN_DIR` prints the same table; docs/claims.md gives the rules): a verdict "
+                  "needs the 95% interval of the measured quantity to meet (holds) or miss (fails) the prediction; "
+                  "an interval too wide to decide is inconclusive."),
+        Table(["claim", "paper", "predicted", "measured ± 95% CI", "verdict", "margin / reason"], rows,
+              [False] * 6),
+    ]
+    records = []
+    for res in results:
+        rec = claim_figure(res, out)
+        if rec is None:
+            blocks.append(Paragraph(f"No figure for {res.claim.id}: nothing measured to draw.", note=True))
+            continue
+        records.append(rec)
+        blocks.append(_image(rec))
+    return blocks, records
 
 
 def build_report(paths: Sequence[str | Path], out: str | Path, title: str | None = None,
@@ -233,6 +269,9 @@ def build_report(paths: Sequence[str | Path], out: str | Path, title: str | None
     ]
     records: list = []
     with F.style():
+        section, recs = _claims_blocks(paths, out)
+        blocks += section
+        records += recs
         if highlight is not None:
             section, recs = _proposal_blocks(frame, highlight, out, orders)
             blocks += section
