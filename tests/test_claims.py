@@ -23,7 +23,7 @@ from scipy import stats
 from scorebench.claims import ClaimError, evaluate_claim, parse_claims
 from scorebench.report import build_report
 from scorebench.results import conform, read_results
-from scorebench.schema import CELL_COLUMNS, COLUMNS
+from scorebench.schema import CELL_COLUMNS, COLUMNS, SCHEMA_VERSION
 from scorebench.suite import SuiteError, load_suite
 
 STEPS = [10, 20, 40, 80, 160]
@@ -34,7 +34,8 @@ def table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """A result table of the current schema: each row is the defaults of every column overridden by ``rows``."""
     base = {c: DEFAULTS[d] for c, d in COLUMNS.items()}
     base.update({"target": "g", "process": "vp", "estimator": "oracle", "sampler": "em", "time_grid": "uniform",
-                 "init": "prior", "n_samples": 100, "metric": "m", "status": "ok", "message": "", "schema_version": 5})
+                 "init": "prior", "ablation": "none", "n_samples": 100, "metric": "m", "status": "ok", "message": "",
+                 "schema_version": SCHEMA_VERSION})
     full = [{**base, **r} for r in rows]
     for r in full:
         r["cell_id"] = "-".join(str(r[c]) for c in CELL_COLUMNS)
@@ -159,9 +160,29 @@ def test_rows_not_ok_are_left_out_and_counted() -> None:
     assert res.verdict == "holds" and "1 rows not ok left out" in res.row()["margin"]
 
 
-def test_a_claim_no_rows_fit_is_a_user_mistake() -> None:
-    with pytest.raises(ClaimError, match="no result rows of metric 'w2'; metrics in the tables: m"):
-        evaluate_claim(claim(**{**SLOPE, "metric": "w2"}), table(power_rows(-1.0, 2, 0.1)))
+def test_a_claim_the_runs_hold_no_rows_for_is_inconclusive_and_says_why() -> None:
+    res = evaluate_claim(claim(**{**SLOPE, "metric": "w2"}), table(power_rows(-1.0, 2, 0.1)))
+    assert res.verdict == "inconclusive" and res.row()["measured"] == "no data"
+    assert "no result rows of metric 'w2'; metrics in the tables: m" in res.row()["margin"]
+
+
+def test_a_quick_run_with_one_step_count_is_inconclusive_not_an_error() -> None:
+    res = evaluate_claim(claim(**{**SLOPE, "x_range": [20, 1000]}), table(power_rows(-1.0, 2, 0.1, steps=[10])))
+    assert res.verdict == "inconclusive" and "--quick" in res.row()["margin"]
+    failed = [{**r, "status": "diverged", "value": math.nan} for r in power_rows(-1.0, 2, 0.1)]
+    res = evaluate_claim(claim(**SLOPE), table(failed))
+    assert res.verdict == "inconclusive" and "rows not ok left out" in res.row()["margin"]
+
+
+def test_a_decomposed_suites_variant_rows_are_left_out_unless_where_names_the_ablation() -> None:
+    """A variant (``ablation`` other than ``none``) shares its cell's labels; a claim reads the cells
+    themselves, and a variant's rows only when ``where`` asks for them."""
+    rows = power_rows(-1.0, 5, 0.05)
+    variants = [{**r, "ablation": "exact_score", "value": r["value"] * r["steps"] ** 0.5} for r in rows]
+    res = evaluate_claim(claim(**SLOPE), table(rows + variants))
+    assert res.verdict == "holds" and res.row()["n_points"] == len(rows)
+    res = evaluate_claim(claim(**SLOPE, where={"ablation": "exact_score"}), table(rows + variants))
+    assert res.verdict == "fails" and res.groups[0].fit[0] == pytest.approx(-0.5, abs=0.05)
 
 
 # ---------------------------------------------------------------------------------------

@@ -107,6 +107,15 @@ class ClaimResult:
 # ---------------------------------------------------------------------------------------
 
 
+class NoRows(ClaimError):
+    """The runs hold no rows a claim can measure (a partial or ``--quick`` run, or every cell failed):
+    the claim is inconclusive, not mistaken."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
 def _error(claim: Claim, problem: str, key: str = "") -> ClaimError:
     return _fail(claim.origin, f"{claim.key}.{key}" if key else claim.key, problem, claim.id)
 
@@ -168,24 +177,27 @@ def claim_rows(claim: Claim, frame: pd.DataFrame | None = None,
         identity = list(FIT_COLUMNS)
     else:
         if frame is None or frame.empty:
-            raise _error(claim, "no result rows to measure")
+            raise NoRows("no result rows to measure")
         df = frame[frame["metric"] == claim.metric]
         if df.empty:
-            raise _error(claim, f"no result rows of metric {claim.metric!r}; metrics in the tables: "
-                         f"{', '.join(dict.fromkeys(frame['metric']))}", "metric")
+            raise NoRows(f"no result rows of metric {claim.metric!r}; metrics in the tables: "
+                         f"{', '.join(dict.fromkeys(frame['metric']))}")
         ok = (df["status"] == "ok") & np.isfinite(df["value"].to_numpy(dtype=float))
         if (~ok).any():
             notes.append(f"{int((~ok).sum())} rows not ok left out")
         df = df[ok]
         identity = [c for c in CELL_COLUMNS if c in df.columns] + ["seed"]
+    if "ablation" in df.columns and "ablation" not in claim.where:  # a decomposed suite's variants: see 'where'
+        df = df[df["ablation"].fillna("none") == "none"]
     dtypes = claim.columns
     for column, values in claim.where.items():
         if column not in df.columns:
             raise _error(claim, f"the rows have no column {column!r}", f"where.{column}")
         df = _filter(df, column, values, dtypes.get(column) != "string")
     if df.empty:
-        raise _error(claim, "no ok rows left after 'where' "
-                     f"({', '.join(f'{k} in {list(v)}' for k, v in claim.where.items()) or 'no filter'})")
+        raise NoRows("no ok rows left after 'where' "
+                     f"({', '.join(f'{k} in {list(v)}' for k, v in claim.where.items()) or 'no filter'})"
+                     + (f"; {notes[0]}" if notes else ""))
     if claim.source == "results":
         df = _times(claim, df, identity)
     df = df.copy()
@@ -200,9 +212,10 @@ def claim_rows(claim: Claim, frame: pd.DataFrame | None = None,
             lo, hi = claim.x_range
             df = df[(df["x"] >= lo) & (df["x"] <= hi)]
         if df.empty:
-            raise _error(claim, f"no rows with {claim.x} in the claim's range "
+            raise NoRows(f"no rows with {claim.x} in the claim's range "
                          f"({'x_values ' + ', '.join(claim.x_values) if claim.x_values else ''}"
-                         f"{' x_range ' + str(list(claim.x_range)) if claim.x_range else ''})", "x")
+                         f"{' x_range ' + str(list(claim.x_range)) if claim.x_range else ''}; a --quick run keeps "
+                         "the smallest steps and sample size only)")
     _check_units(claim, df, identity)
     return df.reset_index(drop=True), notes
 
@@ -535,8 +548,13 @@ MEASURES = {"slope": _slope, "bound": _bound, "ordering": _ordering, "crossover"
 def evaluate_claim(claim: Claim, frame: pd.DataFrame | None = None,
                    fits: Iterable[dict[str, Any]] | None = None) -> ClaimResult:
     """Measure ``claim`` on result rows ``frame`` (or fit records ``fits``) and judge it, per group of
-    ``over``; a :class:`ClaimError` when no rows fit it or its rows mix cells."""
-    df, notes = claim_rows(claim, frame, fits)
+    ``over``; inconclusive when the runs hold no rows it can measure; a :class:`ClaimError` when its
+    rows mix cells."""
+    try:
+        df, notes = claim_rows(claim, frame, fits)
+    except NoRows as absent:
+        return ClaimResult(claim, [GroupResult(group={}, verdict="inconclusive", measured="no data",
+                                               margin=absent.problem, n_points=0, seeds=0)])
     groups = []
     for key, g in (df.groupby(list(claim.over), sort=False) if claim.over else [((), df)]):
         key = key if isinstance(key, tuple) else (key,)
