@@ -108,6 +108,18 @@ def test_exact_rows_count_once_per_x_whatever_the_seeds() -> None:
     assert b.row()["measured"] == f"{ref.slope:+.3f} ± {stats.t.ppf(0.975, 3) * ref.stderr:.3f}"
 
 
+def test_exact_laws_that_differ_by_seed_keep_one_point_per_seed() -> None:
+    """A learned score gives each seed its own exact law: those values are independent draws and the
+    fit keeps every one of them (collapsing them to one mean per x would throw the seeds away)."""
+    rng = np.random.default_rng(2)
+    rows = [{"steps": s, "seed": k, "value": 2.0 / s * math.exp(0.05 * rng.normal()), "exact": True}
+            for s in STEPS for k in range(5)]
+    res = evaluate_claim(claim(**SLOPE), table(rows))
+    ref = stats.linregress(np.log([r["steps"] for r in rows]), np.log([r["value"] for r in rows]))
+    assert res.row()["n_points"] == len(rows)
+    assert res.groups[0].fit[0] == pytest.approx(ref.slope, abs=1e-12)
+
+
 def test_exact_rows_with_curvature_are_inconclusive_without_a_seeds_estimate() -> None:
     rows = [{"steps": s, "value": 1 / s + 1 / s**2, "exact": True} for s in [2, 4, 8, 16, 32]]
     res = evaluate_claim(claim(**{**SLOPE, "resolution": 0.01}), table(rows))

@@ -126,7 +126,8 @@ def format_summary(summary: RunSummary, frame: pd.DataFrame, max_lines: int = 30
     if len(table):
         with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 4):
             text = table.to_string().splitlines()
-            floors = floor_table(frame).to_string().splitlines()
+            floor_frame = floor_table(frame)
+            floors = floor_frame.to_string().splitlines() if len(floor_frame) else []
         if len(text) > max_lines:
             text = [*text[:max_lines], f"... ({len(text) - max_lines} more lines: scorebench show {summary.run_dir})"]
         lines += ["", "mean over seeds (blank: metric not in that cell's grid):", *text]

@@ -325,7 +325,10 @@ def _at(claim: Claim, column: str, value: Any) -> str:
 
 def _slope(claim: Claim, g: pd.DataFrame, group: dict[str, Any]) -> GroupResult:
     seeds = g["seed"].nunique()
-    if g["exact"].all():  # an exact value is the same for every seed: one point per x, not one per seed
+    # an exact value that every seed repeats (an oracle's exact law) is one point per x, not one per seed;
+    # exact laws that differ by seed (each seed fits its own score) stay one point per seed
+    repeated = g["exact"].all() and bool((g.groupby("x")["value"].nunique() == 1).all())
+    if repeated:
         g = g.groupby("x", as_index=False, sort=True).agg(seed=("seed", "min"), value=("value", "mean"),
                                                            exact=("exact", "all"), ci_low=("ci_low", "first"),
                                                            ci_high=("ci_high", "first"))
@@ -360,7 +363,7 @@ def _slope(claim: Claim, g: pd.DataFrame, group: dict[str, Any]) -> GroupResult:
         return GroupResult(verdict="holds", measured=measured,
                            margin=f"measured - predicted = {slope - claim.predicted:+.3f}; CI half-width "
                            f"{half:.3f} <= resolution {res:g}{note}", **base)
-    if g["exact"].all():
+    if repeated:
         how = ("the rows are exact: more seeds change nothing; the residuals are the curve's departure from a "
                "line, so fit over the asymptotic range (x_range) or add x values")
     else:
