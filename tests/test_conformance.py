@@ -42,7 +42,9 @@ METRIC_CLAIMS: dict[str, dict] = {
 METRIC_CASES = [(name, {}, METRIC_CLAIMS.get(name, {})) for name in sorted(METRIC_CLAIMS)] + [
     ("mmd", {"bandwidth": 1.0}, {"symmetric": True, "unbiased": True}),
     ("sinkhorn", {}, {}), ("bures_w2", {}, {}), ("mean_error", {}, {}), ("cov_error", {}, {}),
-    ("score_mse", {}, {}), ("score_mse_traj", {}, {}), ("exact_w2", {}, {}), ("exact_w2", {"reference": "t_min"}, {}),
+    ("score_mse", {}, {}), ("score_mse_traj", {}, {}),
+    ("score_jacobian", {}, {}), ("score_jacobian", {"points": "samples+midpoints"}, {}),
+    ("exact_w2", {}, {}), ("exact_w2", {"reference": "t_min"}, {}),
     ("exact_kl", {}, {}),
 ]
 

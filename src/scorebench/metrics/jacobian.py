@@ -63,15 +63,15 @@ def autograd_jacobian(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
 
     Raises
     ------
-    TypeError
+    ValueError
         If ``fn``'s output does not depend on ``x`` through autograd (e.g. computed under
-        ``torch.no_grad``).
+        ``torch.no_grad``, or a constant).
     """
     with torch.enable_grad():
         xg = x.detach().clone().requires_grad_(True)
         out = fn(xg)
         if not out.requires_grad:
-            raise TypeError("the score model's output has no autograd graph to x; its Jacobian cannot be computed")
+            raise ValueError("the score model's output has no autograd graph to x; its Jacobian cannot be computed")
         d_out = out.shape[1]
         rows = [
             torch.autograd.grad(out[:, j].sum(), xg, retain_graph=j < d_out - 1, allow_unused=True)[0]
@@ -127,6 +127,7 @@ class ScoreJacobian(ScoreMetric):
     rougher score, not a worse estimate: the metric describes regularity.  Only for targets
     with exact marginals."""
 
+    kind = "regularity"
     param_constraints: ClassVar[dict] = {"n_times": Interval(int, 1, None), "points": Options(JACOBIAN_POINTS)}
 
     def __init__(self, n_times: int = 9, points: str = "samples") -> None:
