@@ -143,13 +143,10 @@ class GaussianMixture(Target):
         self.means = means
         self.eigvals = eigvals
         self.basis = basis
+        #: whether some component covariance has a zero eigenvalue (no density, see ``eigvals``)
+        self.singular = bool((eigvals == 0).any())
 
     # -- structure ---------------------------------------------------------------------
-    @property
-    def singular(self) -> bool:
-        """Whether some component covariance has a zero eigenvalue (no density, see ``eigvals``)."""
-        return bool((self.eigvals == 0).any())
-
     def _require_density(self, what: str) -> None:
         if self.singular:
             raise ValueError(
