@@ -370,15 +370,15 @@ def test_family_evaluate_and_floor_are_their_direct_calls() -> None:
 def test_the_built_in_declarations() -> None:
     """What suite validation and the runner read of the built-ins: only sample, moment and mode
     metrics bootstrap, only mode metrics need a mixture target, only exact-law metrics are
-    deterministic, score metrics are time-resolved."""
+    deterministic, score and regularity metrics are time-resolved."""
     for name in sb.METRICS.names():
         m = sb.METRICS.build(name)
         m.check_declarations()
         assert m.bootstrappable == (m.kind in ("sample", "moment", "mode")), name
         assert m.needs_mixture_target == (m.kind == "mode"), name
         assert m.deterministic == (m.kind == "exact") == m.needs_gaussian_target == m.needs_affine_sampler, name
-        assert m.time_resolved == (m.kind in ("score", "trajectory")), name
-        assert m.needs_marginals == (m.kind in ("score", "trajectory", "exact")), name
+        assert m.time_resolved == (m.kind in ("score", "trajectory", "regularity")), name
+        assert m.needs_marginals == (m.kind in ("score", "trajectory", "exact", "regularity")), name
         assert m.needs_trajectory == (m.kind == "trajectory") == (m.record_particles() > 0), name
 
 

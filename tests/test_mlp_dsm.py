@@ -177,7 +177,7 @@ def test_describe_lists_every_parameter() -> None:
     assert sb.get_estimator("mlp_dsm").describe() == {
         "name": "mlp_dsm", "width": 128, "depth": 3, "lr": 1e-3, "iterations": 5000, "batch_size": 256,
         "n_train": 10_000, "weighting": "noise", "parametrization": "noise", "ema": 0.0, "seconds": None,
-        "val_fraction": 0.0, "patience": 10,
+        "val_fraction": 0.0, "patience": 10, "activation": "silu",
     }
     assert not sb.get_estimator("mlp_dsm").preserves_affinity
 

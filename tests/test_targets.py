@@ -189,7 +189,7 @@ def test_sampling_is_seeded(name: str) -> None:
         ("gaussian", {"dim": 0}, r"gaussian: dim must be an integer in \[1, inf\), got 0"),
         ("gaussian", {"condition_number": 0.5}, r"gaussian: condition_number must be a number in \[1, inf\), got 0.5"),
         ("gmm", {"means": [[0.0, 0.0], [1.0, 1.0]], "covs": [[[1.0, 0.0], [0.0, -1.0]], [[1.0, 0.0], [0.0, 1.0]]]},
-         r"covs\[0\] is not positive definite"),
+         r"covs\[0\] is not positive semi-definite"),
         ("gmm", {"means": [[0.0, 0.0]], "weights": [-1.0]}, "weights must be positive"),
         ("gmm", {"means": [[0.0, 0.0], [1.0, 1.0]], "weights": [1.0]}, "weights must have length 2"),
         ("gmm", {"preset": "spiral"}, "gmm: preset must be one of 'ring8', 'gmm40', 'random' or None, got 'spiral'"),

@@ -88,6 +88,9 @@ has its name and a version) and ``determinism``.
   ``perturbed_score_positive`` (positive for a score off by a constant of norm 0.1, larger for
   norm 0.5), ``nan_score`` (a NaN score gives a non-finite value or an error, never a finite
   number that hides it) and, for trajectory metrics, ``permutation_invariance`` of the particles.
+* regularity metrics (a property of the score model itself, not an error): ``linear_score``
+  (the linear score ``s(x) = -c A x`` gives ``c ||A||_op`` at every time, twice that for ``2c``),
+  ``nan_score`` and ``determinism`` as for score metrics.
 * exact metrics: ``zero_when_laws_agree`` (a sampler that leaves its start unchanged, started from
   the metric's reference law), ``shifted_law_positive`` (started from a shifted law: positive,
   larger for a larger shift), ``perturbed_score_larger`` (a sampler run with a perturbed score
@@ -729,6 +732,19 @@ class _SkewedScore(OracleScore):
         return super().score(x, t) + 0.3 * x
 
 
+class _LinearScore(ScoreModel):
+    """``s(x, t) = -scale * x A^T`` with a fixed non-symmetric ``A`` (spectral norm 5): a known Jacobian."""
+
+    MATRIX = torch.tensor([[3.0, 4.0], [0.0, 0.0]], dtype=torch.float64)
+
+    def __init__(self, process: ForwardProcess, scale: float) -> None:
+        super().__init__(2, process)
+        self.scale = scale
+
+    def score(self, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
+        return -self.scale * x @ self.MATRIX.to(x).T
+
+
 def _bias_score(target: Target, process: ForwardProcess, eps: float) -> ScoreModel:
     """The exact score plus a constant vector of norm ``eps``: an L2 score error of exactly ``eps``."""
     return NoisyOracle(eps=eps, kind="bias", seed=1).fit(target, process)
@@ -802,6 +818,7 @@ def _metric_check_list(metric: Metric, symmetric: bool, unbiased: bool, process:
     makers: dict[str, Callable[..., list[tuple[str, Callable[[], str | None]]]]] = {
         "sample": _sample_metric_checks, "moment": _moment_metric_checks, "score": _score_metric_checks,
         "trajectory": _score_metric_checks, "exact": _exact_metric_checks, "mode": _mode_metric_checks,
+        "regularity": _regularity_metric_checks,
     }
     yield Check("interface", label, interface, metric)
     for name, fn in makers[kind](metric, symmetric=symmetric, unbiased=unbiased, process=process):
@@ -1027,6 +1044,40 @@ def _score_metric_checks(
     if trajectory:
         checks.append(("permutation_invariance", permutation_invariance))
     return checks
+
+
+def _regularity_metric_checks(
+    metric: Any, *, symmetric: bool, unbiased: bool, process: ForwardProcess
+) -> list[tuple[str, Callable[[], str | None]]]:
+    target, T = METRIC_TARGET, process.T
+
+    def values(score: ScoreModel, seed: int = 3) -> list[float]:
+        out = metric.compute(score, target, process, 200, _gen(seed))
+        assert isinstance(out, list) and out, f"compute returned {out!r}, expected a non-empty list of (t, value)"
+        for t, _ in out:
+            assert process.t_min <= t <= T, f"time {t!r} outside [{process.t_min}, {T}]"
+        return [float(v) for _, v in out]
+
+    def linear_score() -> str:
+        one, two = values(_LinearScore(process, 1.0)), values(_LinearScore(process, 2.0))
+        assert all(abs(v - 5.0) <= 1e-6 * 5.0 for v in one), (
+            f"the score -x A^T with ||A||_op = 5 gives {one}, expected 5 at every time")
+        assert all(abs(v - 10.0) <= 1e-6 * 10.0 for v in two), f"the score -2 x A^T gives {two}, expected 10"
+        return "||A||_op = 5 recovered"
+
+    def nan_score() -> None:
+        try:
+            got = values(_NaNScore(target, process))
+        except (ValueError, FloatingPointError):
+            return  # a clear error is acceptable
+        assert not all(math.isfinite(v) for v in got), f"a NaN score gave the finite values {got}"
+
+    def determinism() -> None:
+        score = _SkewedScore(target, process)
+        a, b = values(score, 5), values(score, 5)
+        assert a == b, f"the same generator seed gave {a} and {b}"
+
+    return [("linear_score", linear_score), ("nan_score", nan_score), ("determinism", determinism)]
 
 
 def _exact_metric_checks(

@@ -3,8 +3,8 @@ r"""``mlp_dsm``: the practice baseline, a time-conditioned MLP trained by denois
 The network (:class:`.networks.ScoreMLP`) sees ``c_in(t) (x - alpha_t m)`` with
 ``c_in = 1 / sqrt(alpha_t^2 v + sigma_t^2)`` (``m``, ``v``: mean and mean per-coordinate variance of
 the training data, so VP, OU and VE inputs all have unit scale) and Fourier features of the log
-noise level ``log(sigma_t / alpha_t)``; SiLU activations.  It is trained with Adam on the DSM loss
-(Vincent 2011; Song et al. 2021)
+noise level ``log(sigma_t / alpha_t)``; SiLU activations (or ReLU, ``activation = "relu"``).  It is
+trained with Adam on the DSM loss (Vincent 2011; Song et al. 2021)
 
     E_t E_{x_0, z} lambda(t) || s(alpha_t x_0 + sigma_t z, t) + z / sigma_t ||^2,   t ~ U[t_min, T],
 
@@ -33,6 +33,7 @@ from ..params import Interval, Options, param_error
 from .base import ESTIMATORS
 from .networks import (
     PARAMETRIZATIONS,
+    SCORE_MLP_ACTIVATIONS,
     ScoreMLP,
     data_statistics,
     minibatch_error,
@@ -50,12 +51,14 @@ if TYPE_CHECKING:
 
 @ESTIMATORS.register("mlp_dsm")
 class MLPDSM(LearnedEstimator):
-    """Time-conditioned SiLU MLP trained by denoising score matching with Adam (module docstring).
+    """Time-conditioned MLP trained by denoising score matching with Adam (module docstring).
 
     Parameters
     ----------
     width, depth
         Hidden units per layer and number of hidden layers.
+    activation
+        ``silu`` (default) or ``relu`` (the deep ReLU networks of score-approximation theory).
     lr, iterations, batch_size, seconds
         Adam step, iteration budget, minibatch size, optional wall-clock cap.
     n_train
@@ -83,7 +86,7 @@ class MLPDSM(LearnedEstimator):
         "ema": Interval(float, 0, 1, closed="left", why="0 turns it off"),
         "seconds": [Interval(float, 0, None, closed="neither"), None],
         "val_fraction": Interval(float, 0, 1, closed="left", why="0 turns it off"),
-        "patience": Interval(int, 1, None),
+        "patience": Interval(int, 1, None), "activation": Options(SCORE_MLP_ACTIVATIONS),
     }
     test_params: ClassVar[dict] = {"iterations": 200, "n_train": 2000}
     budget_params: ClassVar[tuple[str, ...]] = ("iterations", "n_train")
@@ -91,12 +94,12 @@ class MLPDSM(LearnedEstimator):
     def __init__(
         self, width: int = 128, depth: int = 3, lr: float = 1e-3, iterations: int = 5000, batch_size: int = 256,
         n_train: int = 10_000, weighting: str = "noise", parametrization: str = "noise", ema: float = 0.0,
-        seconds: float | None = None, val_fraction: float = 0.0, patience: int = 10,
+        seconds: float | None = None, val_fraction: float = 0.0, patience: int = 10, activation: str = "silu",
     ) -> None:
         self.set_params_from(
             width=width, depth=depth, lr=lr, iterations=iterations, batch_size=batch_size, n_train=n_train,
             weighting=weighting, parametrization=parametrization, ema=ema, seconds=seconds,
-            val_fraction=val_fraction, patience=patience,
+            val_fraction=val_fraction, patience=patience, activation=activation,
         )
         self.budget = Budget(iterations, seconds)
         n_val = round(val_fraction * n_train)
@@ -112,14 +115,15 @@ class MLPDSM(LearnedEstimator):
     ) -> LearnedScore:
         x_fit, x_val = split_training_data(data, self.n_train, self.val_fraction, generator)
         mean, var = data_statistics(x_fit)
-        model = ScoreMLP(process, mean, var, self.width, self.depth, self.parametrization, generator)
+        model = ScoreMLP(process, mean, var, self.width, self.depth, self.parametrization, generator,
+                         activation=self.activation)
         fitted = train_dsm(
             model, x_fit.float(), process, weighting=self.weighting, lr=self.lr, batch_size=self.batch_size,
             budget=self.budget, generator=generator, record=record, ema=self.ema,
             x_val=None if x_val is None else x_val.float(), patience=self.patience,
         )
         record.extra.update({
-            "width": self.width, "depth": self.depth, "weighting": self.weighting,
+            "width": self.width, "depth": self.depth, "activation": self.activation, "weighting": self.weighting,
             "parametrization": self.parametrization, "ema": self.ema,
             "val_fraction": self.val_fraction,
             "n_fit": int(x_fit.shape[0]), "n_val": 0 if x_val is None else int(x_val.shape[0]),

@@ -60,6 +60,8 @@ VAL_MIN_REPEATS = 4
 VAL_PAIRS = 8192
 #: number of loss records over a full budget
 LOG_POINTS = 100
+#: activations of :class:`ScoreMLP`
+SCORE_MLP_ACTIVATIONS = ("silu", "relu")
 #: activations of :class:`LipschitzMLP` (all 1-Lipschitz)
 LIPSCHITZ_ACTIVATIONS = ("maxmin", "relu", "tanh")
 #: output parametrisations of :class:`ScoreMLP`
@@ -143,18 +145,23 @@ class TimeConditioned(nn.Module):
 class ScoreMLP(TimeConditioned):
     r"""Time-conditioned MLP score model (the practice baseline of DSM training).
 
-    ``F = W_out silu(... silu(W_1 [c_in (x - alpha_t m), e(t)] + b_1) ...) + b_out`` with ``depth``
-    hidden layers of ``width`` units; ``s = -F / sigma_t`` (``noise``) or ``s = c_in F`` (``score``).
+    ``F = W_out phi(... phi(W_1 [c_in (x - alpha_t m), e(t)] + b_1) ...) + b_out`` with ``depth``
+    hidden layers of ``width`` units and activation ``phi`` (``silu``, the default, or ``relu``:
+    the deep ReLU networks of the approximation theory, e.g. Fu & Lee 2025);
+    ``s = -F / sigma_t`` (``noise``) or ``s = c_in F`` (``score``).
     """
 
     def __init__(
         self, process: ForwardProcess, mean: Tensor, var: float, width: int, depth: int, parametrization: str,
-        generator: torch.Generator, dtype: torch.dtype = torch.float32,
+        generator: torch.Generator, dtype: torch.dtype = torch.float32, activation: str = "silu",
     ) -> None:
         super().__init__(process, mean, var, dtype)
         if parametrization not in PARAMETRIZATIONS:
             raise ValueError(f"parametrization must be one of {', '.join(PARAMETRIZATIONS)}, got {parametrization!r}")
+        if activation not in SCORE_MLP_ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(SCORE_MLP_ACTIVATIONS)}, got {activation!r}")
         self.parametrization = parametrization
+        self.activation = activation
         sizes = [self.dim + TIME_FEATURES] + [width] * depth + [self.dim]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
@@ -170,7 +177,7 @@ class ScoreMLP(TimeConditioned):
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             h = torch.nn.functional.linear(h, w, b)
             if i < last:
-                h = torch.nn.functional.silu(h)
+                h = torch.nn.functional.silu(h) if self.activation == "silu" else torch.relu(h)
         if self.parametrization == "noise":
             return -h / sigma[:, None]
         return h * c_in[:, None]

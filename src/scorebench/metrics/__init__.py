@@ -16,6 +16,7 @@ from .base import (
 )
 from .context import MetricContext
 from .exact_law import ExactKL, ExactW2
+from .jacobian import ScoreJacobian, autograd_jacobian, score_jacobian
 from .kernel import MMD, EnergyDistance
 from .modes import ModeMetric, ModesMissed, ModeTV
 from .moments import BuresW2, CovError, MeanError, empirical_moments
@@ -45,11 +46,14 @@ __all__ = [
     "MomentMetric",
     "NonConvergenceWarning",
     "SampleMetric",
+    "ScoreJacobian",
     "ScoreMSE",
     "ScoreMetric",
     "SinkhornDivergence",
     "SlicedW2",
     "TrajectoryMetric",
     "TrajectoryScoreMSE",
+    "autograd_jacobian",
     "empirical_moments",
+    "score_jacobian",
 ]

@@ -36,6 +36,8 @@ The built-in families implement ``evaluate`` and ``floor`` on top of their ``__c
   (``bures_w2``, ``mean_error``, ``cov_error``); floor: the same metric for ``y2``.
 * :class:`ScoreMetric`: a score model against the exact score of ``p_t`` (``score_mse``), per time.
 * :class:`TrajectoryMetric`: a score model along the sampler's own trajectory (``score_mse_traj``).
+* ``score_jacobian`` (kind ``regularity``): a property of the score model itself, the operator
+  norm of its Jacobian in ``x`` per time (its local Lipschitz constant), not an error.
 * :class:`ExactMetric`: the exact output law of an affine sampler on a Gaussian target against
   the target (``exact_w2``, ``exact_kl``): no Monte-Carlo noise, floor zero.
 * :class:`~scorebench.metrics.modes.ModeMetric`: the sample's mode weights, by the exact posterior
@@ -81,7 +83,7 @@ if TYPE_CHECKING:
 METRICS: Registry[Metric] = Registry("metric", "scorebench.metrics")
 
 #: the ``kind`` labels of the built-in families (descriptive only)
-METRIC_KINDS = ("sample", "moment", "score", "trajectory", "exact", "mode")
+METRIC_KINDS = ("sample", "moment", "score", "trajectory", "exact", "mode", "regularity")
 
 #: Largest absolute value accepted in a metric's input (see :meth:`Metric.check_values`).  Sample
 #: metrics work with squared distances and moment metrics with covariances: for entries of

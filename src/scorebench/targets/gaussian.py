@@ -129,7 +129,11 @@ class GMM(GaussianMixture):
     Explicit: ``means`` (K x d); ``weights`` (default uniform); ``covs`` as a scalar variance,
     ``(K,)`` spherical variances, ``(K, d)`` diagonal variances, one ``(d, d)`` matrix shared by
     all components or ``(K, d, d)`` (default identity).  When ``K == d`` a square ``covs`` is
-    ambiguous; say which with ``covariance_type="diag"`` or ``"tied"``.
+    ambiguous; say which with ``covariance_type="diag"`` or ``"tied"``.  Covariances may be
+    singular (positive semi-definite: a zero variance puts a component on a line, a plane or a
+    point): such a mixture has no density at ``t = 0`` but exact marginals, scores and Hessians
+    at every ``t > 0`` of a process with ``sigma_t > 0`` (data on low-dimensional sets, Mooney et
+    al. 2024).
 
     Presets (``preset=``), each with ``scale``/``std``/``n_components``/``seed`` overrides:
 
@@ -237,25 +241,25 @@ class GMM(GaussianMixture):
                     "(one row of variances per component) or 'tied' (one shared covariance matrix)"
                 )
             if covariance_type == "diag":
-                if (c <= 0).any():
-                    raise ValueError("gmm: diagonal variances in covs must be positive")
+                if (c < 0).any():
+                    raise ValueError("gmm: diagonal variances in covs must be non-negative")
                 return c.clone(), None
-            evals, evecs = covariance_eigh(c, "gmm: covs (shared covariance)")
+            evals, evecs = covariance_eigh(c, "gmm: covs (shared covariance)", singular=True)
             return evals[None].expand(K, d).clone(), evecs
         if c.ndim == 0 or (c.ndim == 1 and c.shape == (K,)):
             var = c.expand(K) if c.ndim == 1 else c.expand(K).clone()
-            if (var <= 0).any():
-                raise ValueError("gmm: covs (variances) must be positive")
+            if (var < 0).any():
+                raise ValueError("gmm: covs (variances) must be non-negative")
             return var[:, None].expand(K, d).clone(), None
         if c.ndim == 2 and c.shape == (K, d):
-            if (c <= 0).any():
-                raise ValueError("gmm: diagonal variances in covs must be positive")
+            if (c < 0).any():
+                raise ValueError("gmm: diagonal variances in covs must be non-negative")
             return c.clone(), None
         if c.ndim == 2 and c.shape == (d, d):
-            evals, evecs = covariance_eigh(c, "gmm: covs (shared covariance)")
+            evals, evecs = covariance_eigh(c, "gmm: covs (shared covariance)", singular=True)
             return evals[None].expand(K, d).clone(), evecs
         if c.ndim == 3 and c.shape == (K, d, d):
-            pairs = [covariance_eigh(c[k], f"gmm: covs[{k}]") for k in range(K)]
+            pairs = [covariance_eigh(c[k], f"gmm: covs[{k}]", singular=True) for k in range(K)]
             evals = torch.stack([p[0] for p in pairs])
             evecs = torch.stack([p[1] for p in pairs])
             if all(torch.count_nonzero(c[k] - torch.diag(torch.diagonal(c[k]))) == 0 for k in range(K)):

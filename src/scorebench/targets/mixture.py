@@ -68,8 +68,12 @@ def _to(t: Tensor | None, like: Tensor) -> Tensor | None:
     return None if t is None else t.to(device=like.device, dtype=like.dtype)
 
 
-def covariance_eigh(cov: Tensor, what: str = "covariance") -> tuple[Tensor, Tensor]:
-    """Eigendecomposition of a symmetric positive-definite matrix, with clear errors."""
+def covariance_eigh(cov: Tensor, what: str = "covariance", singular: bool = False) -> tuple[Tensor, Tensor]:
+    """Eigendecomposition of a symmetric positive-definite matrix, with clear errors.
+
+    With ``singular=True`` a positive semi-definite matrix is accepted too: eigenvalues within
+    the rounding of the decomposition (``1e-12`` times the largest entry) of zero are set to
+    exactly zero (the covariance of data on a lower-dimensional affine set)."""
     if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
         raise ValueError(f"{what} must be a square matrix, got shape {tuple(cov.shape)}")
     if not torch.isfinite(cov).all():
@@ -78,10 +82,11 @@ def covariance_eigh(cov: Tensor, what: str = "covariance") -> tuple[Tensor, Tens
     if (cov - cov.T).abs().max() > 1e-10 * scale:
         raise ValueError(f"{what} is not symmetric")
     evals, evecs = torch.linalg.eigh(0.5 * (cov + cov.T))
+    if singular and evals.min() >= -1e-12 * scale:
+        return torch.where(evals <= 1e-12 * scale, torch.zeros_like(evals), evals), evecs
     if evals.min() <= 1e-12 * scale:
-        raise ValueError(
-            f"{what} is not positive definite (smallest eigenvalue {evals.min().item():.3g})"
-        )
+        kind = "positive semi-definite" if singular else "positive definite"
+        raise ValueError(f"{what} is not {kind} (smallest eigenvalue {evals.min().item():.3g})")
     return evals, evecs
 
 
@@ -95,7 +100,11 @@ class GaussianMixture(Target):
     means:
         ``(K, d)`` component means.
     eigvals:
-        ``(K, d)`` positive eigenvalues of the component covariances.
+        ``(K, d)`` eigenvalues of the component covariances, positive, or non-negative for data
+        on lower-dimensional sets (a zero eigenvalue: the component lies on an affine subspace).
+        Such a *singular* mixture has no density: it can be sampled and diffused (its marginal
+        at any ``t`` with ``sigma_t > 0`` has eigenvalues ``alpha_t^2 lambda + sigma_t^2 > 0``),
+        but :meth:`log_prob`, :meth:`score` and :meth:`hessian` refuse it.
     basis:
         ``None`` (covariances diagonal in the standard basis), ``(d, d)`` (one orthonormal
         basis shared by all components) or ``(K, d, d)`` (one per component); columns are
@@ -121,8 +130,8 @@ class GaussianMixture(Target):
             raise ValueError("means have non-finite entries")
         if eigvals.shape != (K, d):
             raise ValueError(f"eigvals must have shape ({K}, {d}), got {tuple(eigvals.shape)}")
-        if not torch.isfinite(eigvals).all() or (eigvals <= 0).any():
-            raise ValueError("covariance eigenvalues must be positive (covariances positive definite)")
+        if not torch.isfinite(eigvals).all() or (eigvals < 0).any():
+            raise ValueError("covariance eigenvalues must be non-negative (covariances positive semi-definite)")
         if basis is not None:
             basis = torch.as_tensor(basis, dtype=torch.float64).cpu()
             if basis.shape not in ((d, d), (K, d, d)):
@@ -134,8 +143,17 @@ class GaussianMixture(Target):
         self.means = means
         self.eigvals = eigvals
         self.basis = basis
+        #: whether some component covariance has a zero eigenvalue (no density, see ``eigvals``)
+        self.singular = bool((eigvals == 0).any())
 
     # -- structure ---------------------------------------------------------------------
+    def _require_density(self, what: str) -> None:
+        if self.singular:
+            raise ValueError(
+                f"{what} of a mixture with singular component covariances (data on a lower-dimensional set) is "
+                "undefined: it has no density; its diffused marginals at t > 0 (marginal(process, t)) have one"
+            )
+
     @property
     def covariance_type(self) -> str:
         if self.basis is None:
@@ -214,6 +232,7 @@ class GaussianMixture(Target):
 
     def log_prob(self, x: Tensor) -> Tensor:
         check_points(x, self.dim)
+        self._require_density("log_prob")
         return torch.logsumexp(self._joint_log_probs(x), dim=1).to(x.dtype)
 
     def mode_weights(self) -> Tensor | None:
@@ -229,6 +248,7 @@ class GaussianMixture(Target):
                 - \operatorname{logsumexp}_j \left(\log \pi_j + \log N(x; \mu_j, \Sigma_j)\right).
         """
         check_points(x, self.dim)
+        self._require_density("the mode posterior")
         return torch.log_softmax(self._joint_log_probs(x), dim=1)
 
     def score(self, x: Tensor, compile: bool = False) -> Tensor:
@@ -237,6 +257,7 @@ class GaussianMixture(Target):
         docstring for the centred expansion).  ``compile=True`` runs the ``diag``/``tied`` kernel
         through ``torch.compile`` (compiled once per process; results equal to float rounding)."""
         check_points(x, self.dim)
+        self._require_density("the score")
         if self.covariance_type == "full":
             return self._full_score(x)
         tab = self._tables(x.dtype, x.device)
@@ -271,6 +292,7 @@ class GaussianMixture(Target):
         Everywhere else (other covariances, unequal precisions, far points) ``a x + b score(x)``.
         """
         check_points(x, self.dim)
+        self._require_density("the score")
         return self._score_combination(x, x_weight, score_weight, compile)
 
     def _score_combination(self, x: Tensor, x_weight: float, score_weight: float, compile: bool) -> Tensor:
@@ -324,6 +346,7 @@ class GaussianMixture(Target):
         returned in ``x``'s dtype.
         """
         check_points(x, self.dim)
+        self._require_density("the Hessian of log p")
         x64 = x.to(torch.float64)
         n, d = x64.shape
         run_max = torch.full((n,), -math.inf, dtype=torch.float64, device=x.device)
