@@ -1,4 +1,4 @@
-"""The paper suites of claims H.3-H.5 (docs/theory.md): Han et al. overfitting and NTK fidelity, Zhang & Pilanci convexity.
+"""Paper suites of claims H.3-H.5 (docs/theory.md): Han et al. overfitting and NTK fidelity, Zhang & Pilanci convexity.
 
 Each suite loads and validates (its components build, its --quick version too), and every claim
 names only labels and fields that the suite produces: the estimator labels of its grid, and the
