@@ -307,6 +307,7 @@ def test_record_and_description() -> None:
     assert est.describe() == {
         "name": "convex", "beta": 1e-2, "n_train": 100, "n_times": 6, "n_patterns": 128, "iterations": 300,
         "tol": 1e-4, "seconds": None, "t_min": None, "solver": "admm", "rho": None,
+        "adam_iterations": None, "adam_lr": 3e-2, "adam_width": None,
     }
     loose = sb.get_estimator("convex", n_train=30, n_times=2, iterations=5000, tol=1e-3).fit(
         GMM_1D, sb.get_process("vp"), gen(0))

@@ -347,9 +347,10 @@ def test_describe_lists_every_parameter() -> None:
     assert desc["name"] == "ntk" and (desc["width"], desc["nu"], desc["heads"], desc["rkhs_norm"]) == (
         8, 2.0, "independent", 5.0)
     for key in ("n_train", "iterations", "seconds", "lr", "stopping", "val_fraction", "sigma_xi", "t_min",
-                "radius", "log_points", "max_n", "init_seed"):
+                "radius", "log_points", "max_n", "init_seed", "kernel_gap"):
         assert key in desc
-    assert set(sb.get_estimator("ntk_kernel").describe()) == set(desc) - {"width", "nu", "heads", "init_seed"}
+    network_only = {"width", "nu", "heads", "init_seed", "kernel_gap"}
+    assert set(sb.get_estimator("ntk_kernel").describe()) == set(desc) - network_only
 
 
 @pytest.mark.parametrize(

@@ -9,11 +9,13 @@ choices this estimator makes in docs/theory.md C.4 and its solvers in docs/theor
 
 Modules: :mod:`.patterns` (activation patterns), :mod:`.cones` (their cones and the exact
 projection), :mod:`.solvers` (the batched program, ``admm`` and ``fista``), :mod:`.recovery`
-(the network from a solution) and :mod:`.estimator` (the registered estimator).
+(the network from a solution), :mod:`.nonconvex` (the same network trained by Adam, for
+comparison) and :mod:`.estimator` (the registered estimator).
 """
 
 from .cones import ConeGeometry, cone_geometry, project_onto_cones
 from .estimator import ConvexReLU, ConvexScoreFunction, GaussianFit, noise_level_grid
+from .nonconvex import adam_objective
 from .patterns import patterns_1d, sampled_patterns, stack_patterns
 from .recovery import network_output, nonconvex_objective, recover_networks
 from .solvers import (
@@ -35,6 +37,7 @@ __all__ = [
     "ConvexScoreFunction",
     "GaussianFit",
     "SolverInfo",
+    "adam_objective",
     "cone_geometry",
     "group_soft_threshold",
     "network_output",

@@ -18,6 +18,7 @@ from ...params import Interval, Options
 from ..base import ESTIMATORS
 from ..training import Budget, LearnedEstimator, LearnedScore, TrainingRecord, process_scales, training_samples
 from .cones import cone_geometry
+from .nonconvex import adam_objective
 from .patterns import patterns_1d, sampled_patterns, stack_patterns
 from .recovery import network_output, recover_networks
 from .solvers import RHO_PER_BETA, SOLVERS, ConvexProgram, solve_admm, solve_fista
@@ -162,10 +163,21 @@ class ConvexReLU(LearnedEstimator):
         ``admm`` (default) or ``fista``.
     rho
         ADMM penalty (default ``10 beta_k`` at level ``k``).
+    adam_iterations
+        If given, also train the same two-layer network on each level's data and weight decay by
+        Adam from a random start for this many steps (:mod:`.nonconvex`) and record its final
+        objective beside the convex optimum (the score still comes from the convex solution).
+    adam_lr
+        Initial Adam step size (cosine-annealed to zero).
+    adam_width
+        Width of the Adam-trained network; ``None``: ``2 P d``, one neuron per group of the
+        program, enough to represent any of its solutions.
 
     ``record.extra`` holds the level times, the number of patterns and active neurons per
     level, the final convex objective, constraint violation and residuals per level, and
-    ``width`` (the largest number of active neurons at one level).
+    ``width`` (the largest number of active neurons at one level); with ``adam_iterations``, also
+    ``adam_objective`` (the Adam-trained network's final objective per level), ``adam_gap``
+    (``(J_Adam - J_convex) / J_convex`` per level), ``adam_curve`` and ``adam_width``.
 
     Its :attr:`test_params` (and ``--quick``, which caps :attr:`budget_params` at them) are 100
     solver iterations, 100 training points and 32 pattern directions (the cost of an iteration
@@ -177,6 +189,8 @@ class ConvexReLU(LearnedEstimator):
         "beta": _POSITIVE, "n_train": Interval(int, 2, None), "n_times": Interval(int, 1, None),
         "n_patterns": Interval(int, 1, None), "iterations": Interval(int, 1, None), "tol": _POSITIVE,
         "seconds": [_POSITIVE, None], "t_min": [_POSITIVE, None], "solver": Options(SOLVERS), "rho": [_POSITIVE, None],
+        "adam_iterations": [Interval(int, 1, None), None], "adam_lr": _POSITIVE,
+        "adam_width": [Interval(int, 1, None), None],
     }
     test_params: ClassVar[dict] = {"iterations": 100, "n_train": 100, "n_patterns": 32}
     budget_params: ClassVar[tuple[str, ...]] = ("iterations", "n_train", "n_patterns")
@@ -184,10 +198,12 @@ class ConvexReLU(LearnedEstimator):
     def __init__(
         self, beta: float = 1e-2, n_train: int = 200, n_times: int = 8, n_patterns: int = 128,
         iterations: int = 1000, tol: float = 1e-4, seconds: float | None = None, t_min: float | None = None,
-        solver: str = "admm", rho: float | None = None,
+        solver: str = "admm", rho: float | None = None, adam_iterations: int | None = None, adam_lr: float = 3e-2,
+        adam_width: int | None = None,
     ) -> None:
         self.set_params_from(beta=beta, n_train=n_train, n_times=n_times, n_patterns=n_patterns,
-                             iterations=iterations, tol=tol, seconds=seconds, t_min=t_min, solver=solver, rho=rho)
+                             iterations=iterations, tol=tol, seconds=seconds, t_min=t_min, solver=solver, rho=rho,
+                             adam_iterations=adam_iterations, adam_lr=adam_lr, adam_width=adam_width)
 
     def _grid_start(self, process: ForwardProcess) -> float:
         t_lo = process.t_min if self.t_min is None else self.t_min
@@ -254,4 +270,19 @@ class ConvexReLU(LearnedEstimator):
             "primal_residual": info.primal_residual.tolist(), "dual_residual": info.dual_residual.tolist(),
             "converged": info.converged.tolist(),
         }
+        if self.adam_iterations is not None:
+            record.extra.update(self._adam_comparison(program, info.objective, generator))
         return LearnedScore(x0.shape[1], process, fn, record, dtype=torch.float64)
+
+    def _adam_comparison(self, program: ConvexProgram, convex: Tensor, generator: torch.Generator) -> dict:
+        """Adam on each level's nonconvex objective: final objectives, relative gaps to the convex ones, curves."""
+        K, _, _, P, d = program.shape
+        width = 2 * P * d if self.adam_width is None else self.adam_width
+        finals, gaps, curves = [], [], []
+        for k in range(K):
+            final, curve = adam_objective(program.X[k], program.Y[k], float(program.beta[k]), width,
+                                          self.adam_iterations, self.adam_lr, generator)
+            finals.append(final)
+            gaps.append((final - float(convex[k])) / float(convex[k]))
+            curves.append(curve)
+        return {"adam_width": width, "adam_objective": finals, "adam_gap": gaps, "adam_curve": curves}

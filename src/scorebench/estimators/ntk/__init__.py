@@ -9,12 +9,14 @@ make in docs/theory.md A.8 and A.9.
 
 Modules: :mod:`.kernel` (the ReLU tangent kernel and the spectral calculus of kernel gradient
 descent), :mod:`.stopping` (the early-stopping rule and generalised cross-validation),
-:mod:`.network` (the two-layer network and its antisymmetric initialisation), :mod:`.denoiser`
+:mod:`.network` (the two-layer network and its antisymmetric initialisation), :mod:`.fidelity`
+(the network's distance to kernel gradient descent), :mod:`.denoiser`
 (the input map and the score of a denoiser) and :mod:`.estimator` (the registered estimators).
 """
 
 from .denoiser import DenoiserScore, InputMap
 from .estimator import NTK, NTKKernel
+from .fidelity import kernel_function_gap, kernel_gd_predictor
 from .kernel import kernel_complexity, kernel_gd_gain, relu_ntk, rkhs_norm_sq, row_blocks
 from .network import HEADS, antisymmetric_init, network_output
 from .stopping import STOPPING, gcv_iteration, rule_stop
@@ -29,7 +31,9 @@ __all__ = [
     "antisymmetric_init",
     "gcv_iteration",
     "kernel_complexity",
+    "kernel_function_gap",
     "kernel_gd_gain",
+    "kernel_gd_predictor",
     "network_output",
     "relu_ntk",
     "rkhs_norm_sq",

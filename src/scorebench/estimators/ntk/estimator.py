@@ -38,7 +38,8 @@ float64, on the device of the fit's generator.
 Record.  ``extra`` holds ``lr`` (and whether it was given), ``sigma_xi``, ``rkhs_norm`` (and their
 sources), ``gcv_k``, ``rule_k`` (always for ``ntk_kernel``; for ``ntk`` with the rule), the training
 cut-off ``t_min``, ``n_fit``/``n_val``, the label standardisation, and for ``ntk`` the width, heads,
-``nu`` and the relative weight change ``||W - W(0)|| / ||W(0)||`` (the laziness of training), for
+``nu``, the relative weight change ``||W - W(0)|| / ||W(0)||`` (the laziness of training) and, with
+``kernel_gap=True``, ``ntk_function_gap`` (the network's relative distance to kernel GD, :mod:`.fidelity`), for
 ``ntk_kernel`` ``lambda_max(H/n)`` and ``lr lambda_max``.
 """
 
@@ -51,7 +52,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
-from ...params import Check, Interval, NoneMeans, Options, param_error
+from ...params import Boolean, Check, Interval, NoneMeans, Options, param_error
 from ...validation import is_int_at_least
 from ..base import ESTIMATORS
 from ..training import (
@@ -64,6 +65,7 @@ from ..training import (
     training_samples,
 )
 from .denoiser import DenoiserScore, InputMap
+from .fidelity import kernel_function_gap
 from .kernel import kernel_gd_gain, relu_ntk, rkhs_norm_sq, row_blocks
 from .network import HEADS, antisymmetric_init, network_output
 from .stopping import STOPPING, gcv_iteration, rule_stop
@@ -247,6 +249,12 @@ class NTK(_NTKBase):
     init_seed
         ``None``: the initial weights come from the fit's generator after the data; an integer
         fixes them separately, for studies at fixed data.
+    kernel_gap
+        Record ``extra["ntk_function_gap"]``: the relative ``L2`` distance, on the held-out
+        inputs, between the returned network and kernel gradient descent with the analytic
+        ReLU NTK on the same training set, step size and iteration (:mod:`.fidelity`;
+        ``O(m^{-1/2})``, docs/theory.md A.7 check 1).  Needs ``val_fraction > 0`` and one
+        eigendecomposition of the Gram matrix (at most ``max_n`` fitted points).
     n_train, iterations, seconds, val_fraction, t_min, radius, log_points, max_n
         As for :class:`NTKKernel`.
 
@@ -258,7 +266,7 @@ class NTK(_NTKBase):
         **_NTKBase.param_constraints, "width": Check(lambda w: is_int_at_least(w, 2) and w % 2 == 0,
                                                      "an even integer >= 2 (neurons come in pairs)"),
         "nu": Interval(float, 0, None, closed="neither"), "heads": Options(HEADS),
-        "init_seed": [Interval(int, 0, None), None],
+        "init_seed": [Interval(int, 0, None), None], "kernel_gap": Boolean(),
     }
     test_params: ClassVar[dict] = {**_NTKBase.test_params, "width": 256}
     budget_params: ClassVar[tuple[str, ...]] = (*_NTKBase.budget_params, "width")
@@ -268,13 +276,19 @@ class NTK(_NTKBase):
         lr: float | None = None, nu: float = 1.0, heads: str = "shared", stopping: str = "rule",
         val_fraction: float = 0.2, sigma_xi: float | None = None, rkhs_norm: float | None = None,
         t_min: float | None = None, radius: float | None = None, log_points: int = 100, max_n: int = 8000,
-        init_seed: int | None = None,
+        init_seed: int | None = None, kernel_gap: bool = False,
     ) -> None:
         super().__init__(n_train, iterations, seconds, lr, stopping, val_fraction, sigma_xi, rkhs_norm, t_min,
                          radius, log_points, max_n)
-        self.set_params_from(width=width, nu=nu, heads=heads, init_seed=init_seed)
+        self.set_params_from(width=width, nu=nu, heads=heads, init_seed=init_seed, kernel_gap=kernel_gap)
         if stopping == "rule":
             self._check_max_n("stopping='rule'")
+        if kernel_gap:
+            if self.n_val == 0:
+                raise param_error(self.registered_name, "val_fraction",
+                                  "above 0 with kernel_gap=True (the gap is measured on the held-out inputs)",
+                                  val_fraction)
+            self._check_max_n("kernel_gap=True")
 
     def _fit(
         self, data: Target | Tensor, process: ForwardProcess, generator: torch.Generator, record: TrainingRecord
@@ -336,6 +350,10 @@ class NTK(_NTKBase):
         if self.stopping == "validation" and best[1] < k:
             W, stopped_at, reason = best[2], best[1], "validation"
         record.extra["relative_weight_change"] = float((W - W0).norm() / W0.norm())
+        if self.kernel_gap:
+            with torch.no_grad():
+                record.extra["ntk_function_gap"] = kernel_function_gap(
+                    network_output(W, a, prep.z_val), z, y, prep.z_val, lr, stopped_at)
         _finish(record, stopped_at, reason)
         return DenoiserScore(d, process, _network_denoiser(W, a, prep), record, prep.imap, prep.mean, prep.scale,
                              {"W": W, "a": a})
