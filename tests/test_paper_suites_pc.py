@@ -1,7 +1,6 @@
-"""The paper suites for claims #6-#8 of science.md section H (Pedrotti et al., Song et al.'s
-predictor-corrector, Wang, He & Tao's schedules): each loads and validates, its claims name
-labels the suite has, and the premises the claims rest on hold (matched NFE, the schedules'
-shapes)."""
+"""The paper suites of Pedrotti et al. (docs/theory.md H.6), Song et al.'s predictor-corrector
+(H.7) and Wang, He & Tao's VE schedules: each loads and validates, its claims name labels the
+suite has, and the premises the claims rest on hold (matched NFE, the schedules' shapes)."""
 
 from __future__ import annotations
 
