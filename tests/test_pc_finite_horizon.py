@@ -72,7 +72,7 @@ def test_nfe_and_denoising() -> None:
 @pytest.mark.parametrize(
     ("params", "match"),
     [
-        ({"T1": 0.0}, r"pc_finite_horizon: T1 must be a number in \(0, inf\), got 0\.0"),
+        ({"T1": 0.0}, r"pc_finite_horizon: T1 must be a number in \(0, inf\) or one of 'T', got 0\.0"),
         ({"corrector_steps": -1}, r"pc_finite_horizon: corrector_steps must be an integer in \[0, inf\), got -1"),
         ({"corrector_step_size": 0}, r"pc_finite_horizon: corrector_step_size must be a number in \(0, inf\), got 0"),
         ({"predictor": "rk4"},
@@ -90,3 +90,27 @@ def test_horizon_beyond_the_process() -> None:
     score = sb.get_estimator("oracle").fit(sb.get_target("gaussian"), vp)
     with pytest.raises(ValueError, match=r"T1 = 3.0 must lie in \(t_min, T\]"):
         sb.get_sampler("pc_finite_horizon", T1=3.0).sample(score, vp, 10, 5, gen(0))
+
+
+def test_horizon_from_the_process() -> None:
+    """``T1 = "T"`` is the process's horizon: the same output as the number, on two processes."""
+    target = sb.get_target("gaussian", dim=2, mean=[1.0, -1.0])
+    for T in (0.5, 2.0):
+        ou = sb.get_process("ou", T=T)
+        score = sb.get_estimator("oracle").fit(target, ou)
+        from_process = sb.get_sampler("pc_finite_horizon", T1="T", corrector_steps=5)
+        explicit = sb.get_sampler("pc_finite_horizon", T1=T, corrector_steps=5)
+        assert from_process.start_time(ou) == T
+        torch.testing.assert_close(
+            from_process.sample(score, ou, 50, 20, gen(1)).samples, explicit.sample(score, ou, 50, 20, gen(1)).samples
+        )
+    other = sb.get_sampler("pc_finite_horizon", T1=1.0, corrector_steps=5)  # a different horizon differs
+    assert not torch.allclose(
+        other.sample(score, ou, 50, 20, gen(1)).samples, from_process.sample(score, ou, 50, 20, gen(1)).samples
+    )
+
+
+@pytest.mark.parametrize("T1", ["t", "inf", -1.0])
+def test_horizon_rejects_other_values(T1: object) -> None:
+    with pytest.raises(sb.params.ParameterError, match="T1"):
+        sb.get_sampler("pc_finite_horizon", T1=T1)

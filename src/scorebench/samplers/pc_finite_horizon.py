@@ -35,7 +35,8 @@ class PCFiniteHorizon(Sampler):
     docs/theory.md D.1).
 
     1. Start at ``T1`` (not ``T``) from ``N(0, (alpha_{T1}^2 + sigma_{T1}^2) I)`` -- for VP/OU the
-       stationary law ``N(0, I)``.
+       stationary law ``N(0, I)``.  ``T1 = "T"`` starts at the process's own horizon ``T``, so
+       that a suite sweeps the horizon through its processes.
     2. **Corrector:** ``corrector_steps`` unadjusted Langevin steps aimed at ``p_{T1}`` with the
        score at ``T1``:  ``x <- x + h s(x, T1) + sqrt(2 h) xi``,  ``h = corrector_step_size *
        sigma_{T1}^2`` (the step is given in units of the noise variance at ``T1``, so one setting
@@ -57,7 +58,7 @@ class PCFiniteHorizon(Sampler):
     """
 
     param_constraints: ClassVar[dict] = {
-        "noise_removal": Boolean(), "T1": Interval(float, 0, None, closed="neither"),
+        "noise_removal": Boolean(), "T1": [Interval(float, 0, None, closed="neither"), Options(("T",))],
         "corrector_steps": Interval(int, 0, None), "corrector_step_size": Interval(float, 0, None, closed="neither"),
         "predictor": Options(PREDICTORS), "denoise": Boolean(),
     }
@@ -66,7 +67,7 @@ class PCFiniteHorizon(Sampler):
 
     def __init__(
         self,
-        T1: float = 1.0,
+        T1: float | str = 1.0,
         corrector_steps: int = 100,
         corrector_step_size: float = 0.03,
         predictor: str = "ei",
@@ -81,6 +82,8 @@ class PCFiniteHorizon(Sampler):
 
     # -- hooks -----------------------------------------------------------------------------
     def _T1(self, process: ForwardProcess) -> float:
+        if self.T1 == "T":
+            return float(process.T)
         if not process.t_min < self.T1 <= process.T:
             raise ValueError(
                 f"pc_finite_horizon: T1 = {self.T1} must lie in (t_min, T] = ({process.t_min}, {process.T}] "
