@@ -1,4 +1,4 @@
-"""``memorising``: the empirical optimum of DSM, checked against its formula (science.md F.5)
+"""``memorising``: the empirical optimum of DSM, checked against its formula (docs/theory.md F.5)
 
     grad log p_hat_t(x) = sum_i w_i(x) (alpha_t x_i - x) / sigma_t^2,
     w = softmax_i(-|x - alpha_t x_i|^2 / (2 sigma_t^2)),

@@ -1,4 +1,4 @@
-"""The exact-law paper suites (science.md H #1, #2, #9): suites/papers/weak_order.toml,
+"""The exact-law paper suites (docs/theory.md H.1, H.2, H.9): suites/papers/weak_order.toml,
 bruno_gaussian.toml and jko_contraction.toml load and validate, their claims name labels the
 suites define, and the theory lines written into their claims are the ones the theory gives,
 recomputed here from closed forms (a deliberately wrong line is caught)."""

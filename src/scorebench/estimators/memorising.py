@@ -1,4 +1,4 @@
-r"""``memorising``: the empirical optimum of denoising score matching (docs/theory.md, science.md F.5).
+r"""``memorising``: the empirical optimum of denoising score matching (docs/theory.md F.5).
 
 Over a training set ``x_1, ..., x_n`` the DSM objective (exact expectation over the noise) is
 minimised by the score of the training set smoothed by the forward kernel,

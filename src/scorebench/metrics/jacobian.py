@@ -10,7 +10,7 @@ the largest singular value of the Jacobian over a finite set of points ``x_i``: 
 For the exact score, ``\nabla_x s = \nabla^2 \log p_t`` and ``L(t)`` is the constant of the
 local Lipschitz bounds of Mooney, Wang, Xin & Yu (2024, arXiv 2405.16104), which grows like
 ``1/t`` near data on a low-dimensional set and like ``1/t^2`` at midpoints between separated atoms
-(docs/theory.md, science.md G.1).  Examples:
+(docs/theory.md G.1).  Examples:
 
 * Gaussian ``N(mu, Sigma)`` under ``alpha_t, sigma_t``: the Hessian is the constant
   ``-(alpha_t^2 Sigma + sigma_t^2 I)^{-1}``, so ``L(t) = 1 / (alpha_t^2 lambda_min(Sigma) + sigma_t^2)``
