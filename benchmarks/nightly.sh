@@ -2,13 +2,18 @@
 # Nightly benchmark run for scorebench.
 #
 #   benchmarks/nightly.sh [--quick] [--suite FILE] [--baseline DIR] [--out DIR] [--device D]
-#                         [--machine NAME] [--skip-asv] [--skip-pytest-benchmark] [-- COMPARE-OPTIONS...]
+#                         [--machine NAME] [--claims "FILES"] [--skip-claims] [--skip-asv]
+#                         [--skip-pytest-benchmark] [-- COMPARE-OPTIONS...]
 #
 # 1. runs the nightly suite (suites/nightly.toml) into a fresh run directory
 #    (default results/nightly/<UTC time>);
 # 2. compares it with the committed baseline (results/baselines/nightly) by
 #    `scorebench compare`, writing <run>/compare.md (and appending it to $GITHUB_STEP_SUMMARY);
 #    options after `--` go to `scorebench compare` (e.g. -- --metrics exact_w2 --time-factor 1.5);
+# 2b. gates on theory: runs the paper suites FILES (default: the exact-law ones,
+#    suites/papers/weak_order.toml, jko_contraction.toml and mooney_lipschitz.toml, about 20 s) in
+#    full into <run>/claims/<name> and judges their [[claims]] by `scorebench claims`, writing
+#    <run>/claims/claims.md; a claim that fails is a regression (exit 1);
 # 3. runs the asv benchmarks on the checked-out commit in the current environment
 #    (`asv run -E existing --set-commit-hash HEAD --machine NAME`) after writing asv's machine
 #    file, then `asv publish` (HTML in results/asv-html);
@@ -21,18 +26,19 @@
 #
 # Environment: PYTHON (interpreter, default python), MACHINE or SCOREBENCH_MACHINE (machine name;
 # default derived from the hardware), SCOREBENCH_NIGHTLY_QUICK=1, SCOREBENCH_NIGHTLY_SKIP_ASV=1,
-# SCOREBENCH_NIGHTLY_SKIP_PYTEST_BENCHMARK=1, SCOREBENCH_NIGHTLY_SUITE, SCOREBENCH_NIGHTLY_BASELINE,
+# SCOREBENCH_NIGHTLY_SKIP_PYTEST_BENCHMARK=1, SCOREBENCH_NIGHTLY_CLAIMS (the paper suites of step 2b,
+# space-separated; empty: none), SCOREBENCH_NIGHTLY_SUITE, SCOREBENCH_NIGHTLY_BASELINE,
 # SCOREBENCH_NIGHTLY_OUT, SCOREBENCH_NIGHTLY_DEVICE, SCOREBENCH_NIGHTLY_ASV_BENCH (regex: only these asv
 # benchmarks), SCOREBENCH_NIGHTLY_ASV_LAUNCH (asv's --launch-method; spawn as configured by default).
 #
 # Exit status: 0 all good; 1 the comparison found NEW worse than the baseline (or a cell failed
-# that the baseline ran); 2 bad input (suite or baseline missing or malformed); 3 accuracy fine
+# that the baseline ran), or a paper suite's claim fails; 2 bad input (suite or baseline missing or malformed); 3 accuracy fine
 # but a benchmark tool failed (asv run/publish, pytest-benchmark).
 
 set -uo pipefail
 
 usage() {
-    sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -47,6 +53,7 @@ BASELINE="${SCOREBENCH_NIGHTLY_BASELINE:-results/baselines/nightly}"
 OUT="${SCOREBENCH_NIGHTLY_OUT:-}"
 DEVICE="${SCOREBENCH_NIGHTLY_DEVICE:-}"
 MACHINE="${MACHINE:-${SCOREBENCH_MACHINE:-}}"
+CLAIMS="${SCOREBENCH_NIGHTLY_CLAIMS-suites/papers/weak_order.toml suites/papers/jko_contraction.toml suites/papers/mooney_lipschitz.toml}"
 COMPARE_ARGS=()
 
 need_value() {
@@ -64,6 +71,8 @@ while [ $# -gt 0 ]; do
         --out) need_value "$@"; OUT="$2"; shift ;;
         --device) need_value "$@"; DEVICE="$2"; shift ;;
         --machine) need_value "$@"; MACHINE="$2"; shift ;;
+        --claims) need_value "$@"; CLAIMS="$2"; shift ;;
+        --skip-claims) CLAIMS="" ;;
         --skip-asv) SKIP_ASV=1 ;;
         --skip-pytest-benchmark) SKIP_PYTEST_BENCHMARK=1 ;;
         --) shift; COMPARE_ARGS=("$@"); break ;;
@@ -125,6 +134,36 @@ if [ -f "$OUT/compare.md" ]; then
     grep -E '^\| \*\*worse|^\| better' "$OUT/compare.md" | head -40 >&2 || true
 fi
 
+# -- 2b. the papers' claims ----------------------------------------------------------
+claims_rc=0
+read -r -a claim_suites <<< "$CLAIMS"
+if [ "${#claim_suites[@]}" -eq 0 ]; then
+    log "claims skipped (no paper suites given)"
+else
+    claim_runs=()
+    for paper in "${claim_suites[@]}"; do
+        name="$(basename "$paper" .toml)"
+        paper_args=(run "$paper" --out "$OUT/claims/$name" --no-progress)
+        [ -n "$DEVICE" ] && paper_args+=(--device "$DEVICE")
+        "$PYTHON" -m scorebench.cli "${paper_args[@]}" >&2
+        rc=$?
+        if [ "$rc" -ge 2 ] || [ ! -f "$OUT/claims/$name/results.csv" ]; then
+            log "paper suite $paper could not run (exit $rc)"
+            claims_rc=2
+        else
+            claim_runs+=("$OUT/claims/$name")
+        fi
+    done
+    if [ "$claims_rc" -eq 0 ]; then
+        "$PYTHON" -m scorebench.cli claims "${claim_runs[@]}" --out "$OUT/claims"
+        claims_rc=$?
+        if [ -f "$OUT/claims/claims.md" ] && [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then
+            { echo "## claims on $MACHINE"; cat "$OUT/claims/claims.md"; } >> "$GITHUB_STEP_SUMMARY"
+        fi
+    fi
+    log "claims: exit $claims_rc"
+fi
+
 # -- 3. asv ---------------------------------------------------------------------------
 asv_rc=0
 if [ "$SKIP_ASV" = 1 ]; then
@@ -181,21 +220,21 @@ else
 fi
 
 # -- verdict --------------------------------------------------------------------------
-if [ "$compare_rc" -ge 2 ]; then
+if [ "$compare_rc" -ge 2 ] || [ "$claims_rc" -ge 2 ]; then
     status=2
-elif [ "$compare_rc" -eq 1 ]; then
+elif [ "$compare_rc" -eq 1 ] || [ "$claims_rc" -eq 1 ]; then
     status=1
 elif [ "$asv_rc" -ne 0 ] || [ "$bench_rc" -ne 0 ]; then
     status=3
 else
     status=0
 fi
-printf '{"machine": "%s", "run": "%s", "quick": %s, "run_exit": %d, "compare_exit": %d, "asv_exit": %d, "pytest_benchmark_exit": %d, "exit": %d}\n' \
-    "$MACHINE" "$OUT" "$([ "$QUICK" = 1 ] && echo true || echo false)" "$run_rc" "$compare_rc" "$asv_rc" \
+printf '{"machine": "%s", "run": "%s", "quick": %s, "run_exit": %d, "compare_exit": %d, "claims_exit": %d, "asv_exit": %d, "pytest_benchmark_exit": %d, "exit": %d}\n' \
+    "$MACHINE" "$OUT" "$([ "$QUICK" = 1 ] && echo true || echo false)" "$run_rc" "$compare_rc" "$claims_rc" "$asv_rc" \
     "$bench_rc" "$status" > "$OUT/nightly.json"
 case "$status" in
     0) log "OK: no regression against $BASELINE (report: $OUT/compare.md)" ;;
-    1) log "REGRESSION against $BASELINE: see $OUT/compare.md" ;;
+    1) log "REGRESSION against $BASELINE or a failed claim: see $OUT/compare.md and $OUT/claims/claims.md" ;;
     2) log "could not compare with $BASELINE (exit $compare_rc)" ;;
     3) log "accuracy OK, but a benchmark tool failed (asv $asv_rc, pytest-benchmark $bench_rc)" ;;
 esac

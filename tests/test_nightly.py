@@ -128,7 +128,7 @@ seeds = [0, 1]
 
 def run_script(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "SCOREBENCH_NIGHTLY_SKIP_ASV": "1", "SCOREBENCH_NIGHTLY_SKIP_PYTEST_BENCHMARK": "1",
-                "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", **(env or {})}
+                "SCOREBENCH_NIGHTLY_CLAIMS": "", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", **(env or {})}
     full_env.pop("GITHUB_STEP_SUMMARY", None)
     return subprocess.run(["bash", str(SCRIPT), "--machine", "test-machine", *args], cwd=ROOT, env=full_env,
                           capture_output=True, text=True, timeout=300)
@@ -174,6 +174,33 @@ def test_script_passes_on_the_baseline_and_fails_on_a_planted_regression(tmp_pat
     first = next(line for line in report.splitlines() if line.startswith("| **worse"))
     assert "| heun |" in first and "| exact_w2 |" in first
     assert "REGRESSION" in done.stderr
+
+
+def test_script_gates_on_the_paper_suites_claims(tmp_path: Path) -> None:
+    """Step 2b: the paper suites' claims hold on the current code (exit 0, claims.md written);
+    the same suite with a wrong theory line (contraction 1/(1+2h) for 1/(1+h)) fails the night with
+    exit 1, though the accuracy comparison is fine."""
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY)
+    assert run_suite(load_suite(suite), tmp_path / "baseline", progress=False).exit_code == 0
+    paper = ROOT / "suites" / "papers" / "jko_contraction.toml"
+    done = run_script("--quick", "--suite", str(suite), "--baseline", str(tmp_path / "baseline"),
+                      "--out", str(tmp_path / "ok"), "--claims", str(paper))
+    assert done.returncode == 0, done.stdout + done.stderr
+    status = json.loads((tmp_path / "ok" / "nightly.json").read_text())
+    assert status["claims_exit"] == 0 and status["exit"] == 0
+    assert "4 claims: 4 holds, 0 fails" in (tmp_path / "ok" / "claims" / "claims.md").read_text()
+
+    wrong = tmp_path / "jko_contraction.toml"
+    text = paper.read_text()
+    wrong.write_text(text.replace("ratio = 0.6666666666666666", "ratio = 0.5"))
+    assert wrong.read_text() != text
+    done = run_script("--quick", "--suite", str(suite), "--baseline", str(tmp_path / "baseline"),
+                      "--out", str(tmp_path / "bad"), "--claims", str(wrong))
+    assert done.returncode == 1, done.stdout + done.stderr
+    status = json.loads((tmp_path / "bad" / "nightly.json").read_text())
+    assert status["compare_exit"] == 0 and status["claims_exit"] == 1 and status["exit"] == 1
+    assert "failed claim" in done.stderr
 
 
 def test_script_is_shellcheck_clean() -> None:
