@@ -116,13 +116,14 @@ ESTIMATORS: dict[str, tuple[str, dict[str, Any]]] = {
     "lipschitz_network": ("lipschitz", {"family": "network"}),
     "convex": ("convex", {}),
     "mlp_dsm": ("mlp_dsm", {}),
+    "memorising": ("memorising", {}),
 }
 LEARNED = [k for k in ESTIMATORS if k != "oracle"]
 
 #: metrics timed by :func:`metric_call` at each sample size (names only: asv reads its parameters
 #: before scorebench is imported; how each is evaluated is its own declaration)
 TIMED_METRICS = ["w2", "sliced_w2", "sinkhorn", "mmd", "energy", "bures_w2", "mean_error", "cov_error",
-                 "score_mse", "score_mse_traj", "mode_tv", "modes_missed"]
+                 "score_mse", "score_mse_traj", "score_jacobian", "mode_tv", "modes_missed"]
 #: exact-law metrics, timed by :func:`exact_metric_call` (no device, no sample size)
 EXACT_METRICS = ["exact_w2", "exact_kl"]
 
