@@ -13,7 +13,8 @@
 # 2b. gates on theory: runs the paper suites FILES (default: the exact-law ones,
 #    suites/papers/weak_order.toml, jko_contraction.toml and mooney_lipschitz.toml, about 20 s) in
 #    full into <run>/claims/<name> and judges their [[claims]] by `scorebench claims`, writing
-#    <run>/claims/claims.md; a claim that fails is a regression (exit 1);
+#    <run>/claims/claims.md; a claim that fails, or a paper suite's cell that fails, is a
+#    regression (exit 1);
 # 3. runs the asv benchmarks on the checked-out commit in the current environment
 #    (`asv run -E existing --set-commit-hash HEAD --machine NAME`) after writing asv's machine
 #    file, then `asv publish` (HTML in results/asv-html);
@@ -38,7 +39,7 @@
 set -uo pipefail
 
 usage() {
-    sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -141,6 +142,7 @@ if [ "${#claim_suites[@]}" -eq 0 ]; then
     log "claims skipped (no paper suites given)"
 else
     claim_runs=()
+    cells_failed=0
     for paper in "${claim_suites[@]}"; do
         name="$(basename "$paper" .toml)"
         paper_args=(run "$paper" --out "$OUT/claims/$name" --no-progress)
@@ -151,12 +153,15 @@ else
             log "paper suite $paper could not run (exit $rc)"
             claims_rc=2
         else
+            # a failed cell of a paper suite fails the night: its claims would only turn inconclusive
+            [ "$rc" -eq 1 ] && { log "paper suite $paper: some cells failed"; cells_failed=1; }
             claim_runs+=("$OUT/claims/$name")
         fi
     done
     if [ "$claims_rc" -eq 0 ]; then
         "$PYTHON" -m scorebench.cli claims "${claim_runs[@]}" --out "$OUT/claims"
         claims_rc=$?
+        [ "$claims_rc" -eq 0 ] && [ "$cells_failed" = 1 ] && claims_rc=1
         if [ -f "$OUT/claims/claims.md" ] && [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then
             { echo "## claims on $MACHINE"; cat "$OUT/claims/claims.md"; } >> "$GITHUB_STEP_SUMMARY"
         fi

@@ -26,6 +26,8 @@ from scorebench.results import conform, read_results
 from scorebench.schema import CELL_COLUMNS, COLUMNS, SCHEMA_VERSION
 from scorebench.suite import SuiteError, load_suite
 
+ROOT = Path(__file__).resolve().parents[1]
+
 STEPS = [10, 20, 40, 80, 160]
 DEFAULTS = {"string": "x", "int64": 0, "float64": math.nan, "boolean": False}
 
@@ -166,6 +168,31 @@ def test_time_resolved_rows_need_t_reduce_or_x_t() -> None:
     assert worst["value"].tolist() == pytest.approx([r["value"] * 1.5 for r in power_rows(-1.0, 3, 0.02)])
 
 
+def test_a_precise_slope_outside_the_tolerance_does_not_hold() -> None:
+    """A slope of -0.78 +- 0.02 against -1 +- 0.15: its interval misses the band, it fails; one whose
+    interval only grazes the band from outside (estimate outside the tolerance) is inconclusive,
+    never holds."""
+    res = evaluate_claim(claim(**SLOPE), table(power_rows(-0.78, 5, 0.01)))
+    assert res.verdict == "fails"
+    res = evaluate_claim(claim(**{**SLOPE, "resolution": 0.5}), table(power_rows(-0.72, 3, 0.25, seed=1)))
+    slope, half = res.groups[0].fit[0], float(res.row()["measured"].split("±")[1])
+    assert abs(slope + 1) > 0.15 and abs(slope + 1) - half <= 0.15  # outside the band, the CI reaches it
+    assert res.verdict == "inconclusive" and "outside the tolerance" in res.row()["margin"]
+
+
+def test_a_zero_tolerance_needs_its_resolution() -> None:
+    with pytest.raises(ClaimError, match="resolution: required when tolerance = 0"):
+        claim(**{**{k: v for k, v in SLOPE.items() if k != "resolution"}, "tolerance": 0.0})
+    assert claim(**{**SLOPE, "tolerance": 0.0, "resolution": 0.1}).tolerance == 0.0
+
+
+def test_rows_not_ok_are_counted_within_the_claims_own_rows() -> None:
+    rows = [*power_rows(-1.0, 5, 0.05), {"steps": 5, "seed": 0, "value": math.nan, "status": "diverged",
+                                         "sampler": "other"}]
+    res = evaluate_claim(claim(**SLOPE, where={"sampler": "em"}), table(rows))
+    assert res.verdict == "holds" and "not ok" not in res.row()["margin"]
+
+
 def test_rows_not_ok_are_left_out_and_counted() -> None:
     rows = [*power_rows(-1.0, 5, 0.05), {"steps": 5, "seed": 0, "value": math.nan, "status": "diverged"}]
     res = evaluate_claim(claim(**SLOPE), table(rows))
@@ -257,6 +284,23 @@ def test_ordering_right_reversed_and_indistinguishable() -> None:
     assert res.groups[0].curve["lo"].to_numpy() == pytest.approx(lows.to_numpy())
     assert evaluate_claim(claim(**ORDER), table(paired(-0.5))).verdict == "fails"
     assert evaluate_claim(claim(**ORDER), table(paired(0.0, noise=0.5))).verdict == "inconclusive"
+
+
+def test_exact_values_equal_up_to_rounding_are_a_tie_not_an_ordering() -> None:
+    """Two exact laws 1e-15 apart differ by rounding only: neither is better (inconclusive); 1e-6
+    apart is a real difference of exact values, and decides."""
+    base = [{"sampler": "pc", "nfe": 20, "value": 0.5, "exact": True}]
+    tie = [*base, {"sampler": "em", "nfe": 20, "steps": 20, "value": 0.5 + 1e-15, "exact": True}]
+    assert evaluate_claim(claim(**ORDER), table(tie)).verdict == "inconclusive"
+    real = [*base, {"sampler": "em", "nfe": 20, "steps": 20, "value": 0.5 + 1e-6, "exact": True}]
+    assert evaluate_claim(claim(**ORDER), table(real)).verdict == "holds"
+
+
+def test_an_inconclusive_bound_names_where_the_mean_crosses() -> None:
+    rows = [{"steps": s, "seed": k, "value": v} for s, vals in ((10, [0.01, 0.02, 0.03]), (100, [-0.5, 0.9, 0.3]))
+            for k, v in enumerate(vals)]
+    res = evaluate_claim(claim(quantity="bound", x="steps", line={"form": "constant", "value": 0.1}), table(rows))
+    assert res.verdict == "inconclusive" and "at steps=100" in res.row()["measured"]
 
 
 def test_ordering_without_match_mixes_cells_and_is_refused() -> None:
@@ -552,6 +596,18 @@ def test_claims_command_user_mistakes_exit_2(run_dir: Path, tmp_path: Path) -> N
     assert done.returncode == 2 and "bad.toml: claims[0].quantity: unknown quantity 'rate'" in done.stderr
     done = cli("claims", str(tmp_path / "missing"), cwd=tmp_path)
     assert done.returncode == 2 and "no such file or directory" in done.stderr
+    (tmp_path / "empty").mkdir()
+    done = cli("claims", str(tmp_path / "empty"), cwd=tmp_path)
+    assert done.returncode == 2 and "not a run directory" in done.stderr
+    # a claims file is checked against the runs' rows: a label or metric they never measured is a typo
+    good = ('[[claims]]\nid = "x"\npaper = "P"\nstatement = "S"\nquantity = "slope"\nmetric = "exact_w2"\n'
+            'x = "steps"\npredicted = -1.0\n')
+    (tmp_path / "typo.toml").write_text(good + 'where = { sampler = "emm" }\n')
+    done = cli("claims", str(run_dir), "--claims", "typo.toml", cwd=tmp_path)
+    assert done.returncode == 2 and "where.sampler: the runs have no sampler 'emm'" in done.stderr
+    (tmp_path / "typo.toml").write_text(good.replace("exact_w2", "exact_w3"))
+    done = cli("claims", str(run_dir), "--claims", "typo.toml", cwd=tmp_path)
+    assert done.returncode == 2 and "the runs hold no metric 'exact_w3'" in done.stderr
 
 
 def test_the_report_has_a_claims_section_and_a_figure_per_claim(run_dir: Path, tmp_path: Path) -> None:
@@ -585,6 +641,14 @@ def test_several_runs_of_one_suite_are_pooled_and_a_cut_suite_text_falls_back_to
     suite_file.write_text(SUITE + "\n# edited since\n")
     done = cli("claims", str(copy), cwd=tmp_path)
     assert done.returncode == 2 and "missing or changed since the run" in done.stderr
+
+
+def test_a_claim_over_time_on_a_metric_without_time_is_refused_by_the_suite(tmp_path: Path) -> None:
+    text = (ROOT / "suites" / "papers" / "weak_order.toml").read_text().replace('x = "steps"', 'x = "t"', 1)
+    (tmp_path / "s.toml").write_text(text)
+    with pytest.raises(SuiteError, match=r"claims\[0\]\.x: metric 'exact_w2' has one row per cell and seed.*"
+                       r"score_mse"):
+        load_suite(tmp_path / "s.toml")
 
 
 def test_validate_refuses_a_suite_with_a_bad_claim_with_exit_2(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from scorebench.estimators import ESTIMATORS
 from scorebench.execute import Counts, Sampled, Workspace, execute
 from scorebench.processes import time_grid
 from scorebench.report import build_report
+from scorebench.report.data import cell_means, decomposition
 from scorebench.results import MIGRATIONS, read_fit_records, read_results
 from scorebench.runner import run_suite
 from scorebench.schema import CELL_COLUMNS, SCHEMA_VERSION
@@ -153,6 +154,19 @@ def test_the_report_stacks_the_parts(gaussian_dir: Path, gaussian_run: tuple[pd.
     # the heatmap shows the cell as the grid gives it, not a variant
     heat = (tmp_path / "report.md").read_text().split("## Error decomposition")[0]
     assert "fine_grid" not in heat and "exact_score" not in heat
+
+
+def test_a_failed_variant_leaves_its_part_unknown_not_zero(gaussian_run: tuple[pd.DataFrame, list[float]]) -> None:
+    """A variant that ran and failed has no value: its part and the residual are NaN, whereas a
+    zero would silently move the whole score error into the residual."""
+    df = gaussian_run[0].copy()
+    failed = df["ablation"] == "exact_score"
+    df.loc[failed, "status"], df.loc[failed, "value"] = "error", math.nan
+    (row,) = decomposition(cell_means(df), df).to_dict("records")
+    assert math.isnan(row["score_part"]) and math.isnan(row["residual"])
+    assert row["init_part"] > 0 and row["disc_part"] > 0
+    (intact,) = decomposition(cell_means(gaussian_run[0]), gaussian_run[0]).to_dict("records")
+    assert intact["score_part"] > 0.5  # the score error dominates this cell (closed form: 0.60)
 
 
 def test_a_variant_that_removes_nothing_fails_the_closed_form(

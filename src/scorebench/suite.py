@@ -860,9 +860,16 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
     if not isinstance(claims, list) or not all(isinstance(c, dict) for c in claims):
         raise ctx.fail("claims", "expected one or more [[claims]] tables")
     try:
-        parse_claims(claims, path, suite_labels(data))
+        parsed = parse_claims(claims, path, suite_labels(data))
     except ClaimError as exc:
         raise SuiteError(str(exc)) from None
+    for i, claim in enumerate(parsed):
+        metric = built_metrics.get(claim.metric) if claim.source == "results" else None
+        if metric is not None and not metric.time_resolved and (claim.x == "t" or "t_reduce" in claims[i]):
+            key = "x" if claim.x == "t" else "t_reduce"
+            resolved = [n for n in METRICS.names() if getattr(METRICS.factory(n), "time_resolved", False) is True]
+            raise ctx.fail(f"claims[{i}].{key}", f"metric {claim.metric!r} has one row per cell and seed, no "
+                           f"diffusion time (time-resolved metrics: {', '.join(resolved)}) (claim {claim.id!r})")
     return Suite(
         name=name, path=path, text=text, seed=seed, device=device, dtype=dtype, description=description,
         components=components, metrics=metrics, grids=grids, timeout=None if timeout is None else float(timeout),

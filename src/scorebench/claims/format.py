@@ -343,6 +343,9 @@ def _parse_one(table: dict[str, Any], i: int, path: str, labels: Mapping[str, Se
                 raise fail(key, f"expected a number >= 0, got {table[key]!r}")
         if "resolution" in table and table["resolution"] == 0:
             raise fail("resolution", "expected a positive half-width (0 would make every noisy fit inconclusive)")
+        if "resolution" not in table and table.get("tolerance", DEFAULT_TOLERANCE) == 0:
+            raise fail("resolution", "required when tolerance = 0 (the resolution defaults to the tolerance, and "
+                       "a zero half-width would make every noisy fit inconclusive)")
         options = {"scale": scale, "predicted": float(table["predicted"]),
                    "tolerance": float(table.get("tolerance", DEFAULT_TOLERANCE)),
                    "resolution": float(table["resolution"]) if "resolution" in table else None}

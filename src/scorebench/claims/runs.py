@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from ..results import PROVENANCE_FILE, ResultsError, read_fit_records, read_provenance
+from ..schema import CELL_LABELS
 from ..suite import TEXT_EXCERPT_CHARS, load_suite
 from .format import Claim, ClaimError, parse_claims, suite_labels
 from .measure import ClaimResult, evaluate_claim
@@ -55,7 +56,11 @@ def run_dir_of(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise ResultsError(f"{path}: no such file or directory")
-    return path if path.is_dir() else path.parent
+    run_dir = path if path.is_dir() else path.parent
+    if not (run_dir / "results.csv").is_file() and not (run_dir / "provenance.json").is_file():
+        raise ResultsError(f"{path}: not a run directory (no results.csv or provenance.json); give the folder "
+                           "`scorebench run --out` wrote")
+    return run_dir
 
 
 def _toml(text: str, origin: str) -> dict[str, Any]:
@@ -148,12 +153,34 @@ def evaluate_runs(paths: list[str | Path], claims_file: str | Path | None = None
         raise ResultsError("no run directories given")
     if claims_file is not None:
         sets = [ClaimSet(str(claims_file), load_claims_file(claims_file), [run_dir_of(p) for p in paths])]
+        frame, _ = _rows(sets[0].runs)
+        for claim in sets[0].claims:
+            _check_against_rows(claim, frame)
     else:
         sets = claims_of_runs(paths)
         if not sets:
             raise ClaimError(f"{', '.join(map(str, paths))}: the suites of these runs carry no [[claims]] tables; "
                              "give them with --claims FILE")
     return evaluate_sets(sets)
+
+
+def _check_against_rows(claim: Claim, frame: pd.DataFrame) -> None:
+    """A claims file is checked against no suite: its metric and the labels of its ``where`` must be
+    among the runs' rows, or it names something the runs never measured (a typo, most likely)."""
+    if claim.source != "results" or frame.empty:
+        return
+    where = f"{claim.origin}: {claim.key}"
+    metrics = list(dict.fromkeys(frame["metric"]))
+    if claim.metric not in metrics:
+        raise ClaimError(f"{where}.metric: the runs hold no metric {claim.metric!r}; they hold "
+                         f"{', '.join(metrics)} (claim {claim.id!r})")
+    for column, values in claim.where.items():
+        if column in CELL_LABELS and column in frame.columns:
+            known = list(dict.fromkeys(frame[column].astype(str)))
+            unknown = [v for v in values if str(v) not in known]
+            if unknown:
+                raise ClaimError(f"{where}.where.{column}: the runs have no {column} {unknown[0]!r}; they have "
+                                 f"{', '.join(known)} (claim {claim.id!r})")
 
 
 def evaluate_sets(sets: list[ClaimSet]) -> list[ClaimResult]:

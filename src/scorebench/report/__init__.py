@@ -251,7 +251,7 @@ def build_report(paths: Sequence[str | Path], out: str | Path, title: str | None
     all_means = with_floors(cell_means(frame), floors)
     # error-decomposition variants have their own section; every other one shows the grids' cells
     means = all_means[all_means["ablation"] == "none"].reset_index(drop=True)
-    decomp = decomposition(all_means)
+    decomp = decomposition(all_means, frame)
     fits = convergence_orders(means)
     suites = ", ".join(dict.fromkeys(frame["suite"].tolist())) or "empty table"
     title = title or f"scorebench report: {suites}"

@@ -189,7 +189,7 @@ DECOMPOSITION_PARTS = (("exact_start", "initialisation", "init_part"), ("exact_s
                        ("fine_grid", "discretisation", "disc_part"))
 
 
-def decomposition(means: pd.DataFrame) -> pd.DataFrame:
+def decomposition(means: pd.DataFrame, frame: pd.DataFrame | None = None) -> pd.DataFrame:
     """The error decomposition of every decomposed cell (``[suite] decompose = true``) and metric
     without a time column, from the cell means over seeds.
 
@@ -199,8 +199,10 @@ def decomposition(means: pd.DataFrame) -> pd.DataFrame:
     disc_part)`` is what the three do not account for: their interactions, and the error left with
     all of them removed (the early-stopping bias of a ``reference = "data"`` metric, the noise
     floor of a sample metric, the fine grid's own discretisation error).  A variant a cell does not
-    have (an exact start for an exact-start cell, ...) gives a zero part; a cell with no variant at
-    all is left out.  ``fine_steps`` is the fine grid's step count.
+    have (an exact start for an exact-start cell, ...) gives a zero part; a variant that ran but has
+    no ok row in ``means`` (it failed: ``frame``, the rows of every status, says so) gives a NaN part
+    and residual, never a zero; a cell with no variant at all is left out.  ``fine_steps`` is the
+    fine grid's step count.
     """
     d = means[means["t"].isna()]
     base = d[d["ablation"] == "none"]
@@ -214,6 +216,12 @@ def decomposition(means: pd.DataFrame) -> pd.DataFrame:
                 DECOMPOSITION_PARTS}
     fine = d[d["ablation"] == "fine_grid"].set_index([*keys, "init"])[["steps", "value"]]
     fine = fine[~fine.index.duplicated()]
+    ran: dict[str, set] = {a: set() for a, _, _ in DECOMPOSITION_PARTS}  # variants with rows of any status
+    if frame is not None and "ablation" in frame.columns:
+        for a in ran:
+            rows_a = frame[(frame["ablation"] == a) & frame["t"].isna()]
+            ran[a] = set(rows_a[[*keys, "init"]].itertuples(index=False, name=None)) | set(
+                rows_a[[*keys, "init", "steps"]].itertuples(index=False, name=None))
     rows = []
     for r in base.to_dict("records"):
         key = tuple(r[k] for k in keys)
@@ -225,8 +233,10 @@ def decomposition(means: pd.DataFrame) -> pd.DataFrame:
         if all(math.isnan(v) for v in without.values()):
             continue
         total = float(r["value"])
-        parts = {col: 0.0 if math.isnan(v) else total - v
-                 for (_, _, col), v in zip(DECOMPOSITION_PARTS, without.values(), strict=True)}
+        lookup = {"exact_start": (*key, "exact", r["steps"]), "exact_score": (*key, r["init"], r["steps"]),
+                  "fine_grid": (*key, r["init"])}
+        parts = {col: (math.nan if lookup[a] in ran[a] else 0.0) if math.isnan(v) else total - v
+                 for (a, _, col), v in zip(DECOMPOSITION_PARTS, without.values(), strict=True)}
         rows.append({**{c: r[c] for c in labels}, "total": total, **without,
                      "fine_steps": math.nan if grid is None else float(grid["steps"]), **parts,
                      "residual": total - sum(parts.values())})
