@@ -79,7 +79,8 @@ def test_every_built_in_component_is_checked() -> None:
     assert {n for n, _, _ in METRIC_CASES} == built_in(METRICS)
 
 
-#: estimators fitted from samples in closed form: no training, so no training record
+#: estimators fitted from samples in closed form: their fit goes through the learned estimators'
+#: skeleton (data checks, a training record) but trains nothing, so the record logs no loss
 CLOSED_FORM_ESTIMATORS = {"memorising"}
 
 

@@ -359,7 +359,7 @@ DESCRIBED_BEFORE: dict[tuple[str, str], dict[str, Any]] = {
     ("estimators", "mlp_dsm"): {
         "name": "mlp_dsm", "width": 128, "depth": 3, "lr": 0.001, "iterations": 5000, "batch_size": 256,
         "n_train": 10000, "weighting": "noise", "parametrization": "noise", "ema": 0.0, "seconds": None,
-        "val_fraction": 0.0, "patience": 10,
+        "val_fraction": 0.0, "patience": 10, "activation": "silu",  # (activation came later, at its default)
     },
     ("estimators", "ntk_kernel"): {
         "name": "ntk_kernel", "n_train": 1000, "iterations": 2000, "seconds": None, "lr": None, "stopping": "rule",

@@ -24,7 +24,7 @@ NTK_N, NTK_IT = NTK.test_params["n_train"], NTK.test_params["iterations"]
 ORACLES = ("oracle", "noisy_oracle")
 #: the built-in learned estimators and, per constructor variant, the parameters that select it
 LEARNED = {
-    "mlp_dsm": [{}], "ntk": [{}], "ntk_kernel": [{}], "convex": [{}],
+    "mlp_dsm": [{}], "ntk": [{}], "ntk_kernel": [{}], "convex": [{}], "memorising": [{}],
     "lipschitz": [{"family": "affine"}, {"family": "network"}],
 }
 

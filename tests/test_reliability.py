@@ -399,8 +399,9 @@ def _cut_to_85_percent(out: Path) -> str:
 
 def _change_a_value(out: Path) -> str:
     lines = (out / "results.csv").read_text().splitlines(keepends=True)
+    value = lines[0].rstrip("\n").split(",").index("value")
     fields = lines[7].split(",")
-    fields[16] = repr(float(fields[16]) * 1.5)  # the value column
+    fields[value] = repr(float(fields[value]) * 1.5)
     lines[7] = ",".join(fields)
     (out / "results.csv").write_text("".join(lines))
     return fields[3]

@@ -301,9 +301,11 @@ def _collect(df: pd.DataFrame) -> dict[tuple, dict[str, Sample]]:
 
 
 def _describe_cell(cell: tuple) -> str:
-    target, process, estimator, sampler, steps, grid, init, n = cell
-    start = "" if init == "prior" else f" {init} start"
-    return f"{target}/{process}/{estimator}/{sampler} steps={steps} {grid}{start} n={n}"
+    c = dict(zip(CELL_COLUMNS, cell, strict=True))
+    start = "" if c["init"] == "prior" else f" {c['init']} start"
+    variant = "" if c.get("ablation", "none") == "none" else f" ({c['ablation']})"
+    return (f"{c['target']}/{c['process']}/{c['estimator']}/{c['sampler']} steps={c['steps']} "
+            f"{c['time_grid']}{start}{variant} n={c['n_samples']}")
 
 
 @dataclass
