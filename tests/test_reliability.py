@@ -102,10 +102,18 @@ def write_suite(folder: Path, delay: float = 0.0, extra: str = "", name: str = "
     return path
 
 
+def _interruptible() -> None:
+    """Ctrl-C as at a terminal: a shell without job control starts background commands with
+    SIGINT ignored, and a child inherits that, so pytest launched that way would hand the run an
+    ignored SIGINT and the Ctrl-C tests would wait for ever."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
-    """``scorebench`` as a user runs it: a fresh interpreter (``sys.executable``)."""
+    """``scorebench`` as a user runs it: a fresh interpreter (``sys.executable``), SIGINT as at a terminal."""
     return subprocess.Popen([sys.executable, "-m", "scorebench.cli", *args], env={**os.environ, **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible,
+                            **kw)
 
 
 def wait_for(predicate, seconds: float = 120.0) -> None:
