@@ -984,6 +984,22 @@ def _moment_metric_checks(
     ]
 
 
+def _nan_score_check(values: Callable[..., list[float]], target: Any, process: ForwardProcess) -> None:
+    """A score metric given a NaN score raises a clear error or returns a non-finite value."""
+    try:
+        got = values(_NaNScore(target, process))
+    except (ValueError, FloatingPointError):
+        return  # a clear error is acceptable
+    assert not all(math.isfinite(v) for v in got), f"a NaN score gave the finite values {got}"
+
+
+def _determinism_check(values: Callable[..., list[float]], target: Any, process: ForwardProcess) -> None:
+    """A score metric gives the same values for the same generator seed."""
+    score = _SkewedScore(target, process)
+    a, b = values(score, 5), values(score, 5)
+    assert a == b, f"the same generator seed gave {a} and {b}"
+
+
 def _score_metric_checks(
     metric: Any, *, symmetric: bool, unbiased: bool, process: ForwardProcess
 ) -> list[tuple[str, Callable[[], str | None]]]:
@@ -1018,16 +1034,10 @@ def _score_metric_checks(
         return f"off by 0.1: {max(small):.3g}, off by 0.5: {max(large):.3g}"
 
     def nan_score() -> None:
-        try:
-            got = values(_NaNScore(target, process))
-        except (ValueError, FloatingPointError):
-            return  # a clear error is acceptable
-        assert not all(math.isfinite(v) for v in got), f"a NaN score gave the finite values {got}"
+        _nan_score_check(values, target, process)
 
     def determinism() -> None:
-        score = _SkewedScore(target, process)
-        a, b = values(score, 5), values(score, 5)
-        assert a == b, f"the same generator seed gave {a} and {b}"
+        _determinism_check(values, target, process)
 
     def permutation_invariance() -> None:
         score = _SkewedScore(target, process)
@@ -1066,16 +1076,10 @@ def _regularity_metric_checks(
         return "||A||_op = 5 recovered"
 
     def nan_score() -> None:
-        try:
-            got = values(_NaNScore(target, process))
-        except (ValueError, FloatingPointError):
-            return  # a clear error is acceptable
-        assert not all(math.isfinite(v) for v in got), f"a NaN score gave the finite values {got}"
+        _nan_score_check(values, target, process)
 
     def determinism() -> None:
-        score = _SkewedScore(target, process)
-        a, b = values(score, 5), values(score, 5)
-        assert a == b, f"the same generator seed gave {a} and {b}"
+        _determinism_check(values, target, process)
 
     return [("linear_score", linear_score), ("nan_score", nan_score), ("determinism", determinism)]
 
